@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up a fresh virtual environment from this repo's files and run every test: library/notebook sync, nbdev_test,
+# the offline docs build checked in headless Chromium, and nbval over every notebook. Usage: bash tools/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+t0=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - t0 ))s)"; }
+
+step "environment: $VENV"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+. "$VENV/bin/activate"
+pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+python -c "import torch, nbdev, fff_nb; print('torch', torch.__version__, '| nbdev', nbdev.__version__, '| fff_nb', fff_nb.__version__)"
+
+step "notebooks and library in sync (nbdev_export, nbdev_clean)"
+nbdev_export
+git diff --exit-code -- fff_nb || { echo "fff_nb/ is out of sync with nbs/: run nbdev_export and commit"; exit 1; }
+[ -z "$(git status --porcelain --untracked-files=all -- fff_nb)" ] || { git status --short -- fff_nb; echo "nbdev_export created files not in git"; exit 1; }
+nbdev_clean
+git diff --exit-code -- nbs || { echo "notebooks are not clean: run nbdev_clean and commit"; exit 1; }
+
+step "nbdev_test"
+nbdev_test
+
+step "offline docs (_docs/, README.md) and headless-browser check"
+python tools/docs_offline.py
+git diff --exit-code -- README.md || { echo "README.md is out of date with nbs/index.ipynb: run python tools/docs_offline.py"; exit 1; }
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || true
+  fi
+fi
+command -v chromium >/dev/null || { echo "Chromium is needed for the docs check: apt-get install chromium"; exit 1; }
+python tools/check_docs.py _docs
+
+step "pytest + nbval: every notebook against its stored outputs (setup and earlier checks took $(( $(date +%s) - t0 ))s)"
+pytest -q nbs  # last: its closing line is the test count
