@@ -53,4 +53,6 @@ d = { 'settings': { 'branch': 'main',
                              'fff_nb.core.register_backend': ('core.html#register_backend', 'fff_nb/core.py'),
                              'fff_nb.core.resolve_backend': ('core.html#resolve_backend', 'fff_nb/core.py'),
                              'fff_nb.core.tree_depth': ('core.html#tree_depth', 'fff_nb/core.py'),
+                             'fff_nb.core.tree_naive': ('core.html#tree_naive', 'fff_nb/core.py'),
+                             'fff_nb.core.tree_torch': ('core.html#tree_torch', 'fff_nb/core.py'),
                              'fff_nb.core.walk': ('core.html#walk', 'fff_nb/core.py')}}}

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto 0
-__all__ = ['MAX_DEPTH', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS', 'check_positive_int',
-           'default_depth', 'memory_limit', 'check_tree_size', 'check_input', 'acc_dtype', 'tree_depth', 'walk',
-           'fff_torch', 'fff_naive', 'Backend', 'register_backend', 'load_backend', 'resolve_backend', 'init_tree_',
-           'FFF', 'fff_grads', 'peak_memory']
+__all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS',
+           'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input', 'acc_dtype',
+           'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend', 'register_backend',
+           'load_backend', 'resolve_backend', 'init_tree_', 'FFF', 'fff_grads', 'peak_memory']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -84,37 +84,55 @@ def tree_depth(n_nodes:int) -> int:
     return d
 
 # %% ../nbs/00_core.ipynb
-def walk(x:Tensor, X:Tensor) -> tuple[Tensor, Tensor]:
-    "Route each row of `x` (B, nIn) down the tree `X`: visited nodes (B, depth) int64 and their lambdas (B, depth)."
+def walk(x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1) -> tuple[Tensor, Tensor]:
+    "Route rows of `x` (B, nIn) down `n_trees` trees stacked in `X`: rows visited (B, n_trees, depth) and their lambdas."
     acc = acc_dtype(x.dtype)
-    xa, Xa = x.to(acc), X.to(acc)
-    node = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    nodes, lams = [], []
-    for _ in range(tree_depth(X.shape[0])):
-        lam = torch.linalg.vecdot(Xa.index_select(0, node), xa)
-        nodes.append(node); lams.append(lam)
+    xa, Xa = x.to(acc)[:, None], X.to(acc)
+    n = X.shape[0] // n_trees
+    root = torch.arange(n_trees, device=x.device) * n        # row of each tree's root
+    node = torch.zeros(x.shape[0], n_trees, dtype=torch.long, device=x.device)
+    rows, lams = [], []
+    for _ in range(tree_depth(n)):
+        r = root + node
+        lam = torch.linalg.vecdot(Xa[r], xa)
+        if b is not None: lam = lam + b.to(acc)[r]
+        rows.append(r); lams.append(lam)
         node = 2 * node + 1 + (lam > 0).long()   # lambda == 0 and NaN go left
-    return torch.stack(nodes, 1), torch.stack(lams, 1)
+    return torch.stack(rows, -1), torch.stack(lams, -1)
 
 # %% ../nbs/00_core.ipynb
+COEFFICIENTS = {'identity': lambda lam: lam, 'gelu': F.gelu}
+
+def tree_torch(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
+    "Reference forward of `n_trees` summed trees with node bias `b` and coefficient `act`: `x` (B, nIn) -> (B, nOut)."
+    rows, lams = walk(x, X, b, n_trees)
+    coef = COEFFICIENTS[act](lams)
+    y = F.embedding_bag(rows.flatten(1), Y.to(lams.dtype), per_sample_weights=coef.flatten(1), mode='sum')
+    return y.to(x.dtype)
+
 def fff_torch(x:Tensor, X:Tensor, Y:Tensor) -> Tensor:
     "Reference FFF forward in pure PyTorch: `x` (B, nIn), `X` (n_nodes, nIn), `Y` (n_nodes, nOut) -> (B, nOut)."
-    nodes, lams = walk(x, X)
-    y = F.embedding_bag(nodes, Y.to(lams.dtype), per_sample_weights=lams, mode='sum')
-    return y.to(x.dtype)
+    return tree_torch(x, X, Y)
 
 # %% ../nbs/00_core.ipynb
-def fff_naive(x:Tensor, X:Tensor, Y:Tensor) -> Tensor:
-    "The FFF definition as a per-token Python loop (slow; the ground truth in tests)."
-    acc, depth = acc_dtype(x.dtype), tree_depth(X.shape[0])
+def tree_naive(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
+    "The tree definition as a per-token, per-tree Python loop (slow; the ground truth in tests)."
+    acc, n = acc_dtype(x.dtype), X.shape[0] // n_trees
+    depth, coef = tree_depth(n), COEFFICIENTS[act]
     y = torch.zeros(x.shape[0], Y.shape[1], dtype=acc)
-    for b in range(x.shape[0]):
-        n = 0
-        for _ in range(depth):
-            lam = (x[b].to(acc) * X[n].to(acc)).sum()
-            y[b] += lam * Y[n].to(acc)
-            n = 2 * n + 2 if lam > 0 else 2 * n + 1
+    for i in range(x.shape[0]):
+        for k in range(n_trees):
+            node = 0
+            for _ in range(depth):
+                r = k * n + node
+                lam = (x[i].to(acc) * X[r].to(acc)).sum() + (0 if b is None else b[r].to(acc))
+                y[i] += coef(lam) * Y[r].to(acc)
+                node = 2 * node + 2 if lam > 0 else 2 * node + 1
     return y.to(x.dtype)
+
+def fff_naive(x:Tensor, X:Tensor, Y:Tensor) -> Tensor:
+    "The FFF definition as a per-token Python loop."
+    return tree_naive(x, X, Y)
 
 # %% ../nbs/00_core.ipynb
 @dataclass
@@ -239,7 +257,7 @@ def _route(self:FFF, x:Tensor) -> tuple[Tensor, Tensor]:
     "Visited nodes (..., depth) and their lambdas (..., depth) for inputs `x` (..., nIn)."
     check_input(x, self.X)
     nodes, lams = walk(x.reshape(-1, self.in_features), self.X)
-    lead = x.shape[:-1]
+    nodes, lams, lead = nodes[:, 0], lams[:, 0], x.shape[:-1]
     return nodes.reshape(*lead, self.depth), lams.to(x.dtype).reshape(*lead, self.depth)
 
 def _leaf_index(self:FFF, x:Tensor) -> Tensor:
@@ -257,7 +275,7 @@ FFF.route, FFF.leaf_index, FFF.region_matrix = _route, _leaf_index, _region_matr
 # %% ../nbs/00_core.ipynb
 def fff_grads(x:Tensor, X:Tensor, Y:Tensor, g:Tensor) -> tuple[Tensor, Tensor, Tensor]:
     "Closed-form `(dx, dX, dY)` of the FFF for output gradient `g` (the formulas every backward kernel implements)."
-    nodes, lams = walk(x, X)
+    nodes, lams = (t[:, 0] for t in walk(x, X))
     gy = torch.einsum('bo,bdo->bd', g, Y[nodes])              # <g, Y[n_i]>
     dx = torch.einsum('bd,bdi->bi', gy, X[nodes])
     dX = torch.zeros_like(X).index_add_(0, nodes.flatten(), (gy[..., None] * x[:, None]).flatten(0, 1))
