@@ -1,8 +1,9 @@
 """Execute notebooks in place and store their outputs (what nbval compares against), as a user's JupyterLab run would.
 
 Cells that nbdev would skip (`#| eval: false`, or a `#| notest`/`#| cuda`/`#| slow` flag) are not executed, and keep
-their stored outputs. The environment matches the test run (IN_TEST=1, inline plots). Usage:
-    python tools/run_nbs.py [nbs/00_core.ipynb ...]      # default: every notebook in nbs/
+their stored outputs, unless their flag is given with --flags (e.g. `--flags slow` runs the full benchmarks and stores
+their tables). The environment matches the test run (IN_TEST=1, inline plots). Usage:
+    python tools/run_nbs.py [--flags slow,cuda] [nbs/00_core.ipynb ...]      # default: every notebook in nbs/
 Then `nbdev_clean` before committing.
 """
 import os, re, sys, time
@@ -10,20 +11,22 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-SKIP_FLAGS = re.compile(r'^#\|\s*(eval:\s*false|notest|cuda|slow)\b', re.M)
+FLAGS = {'notest', 'cuda', 'slow'}
 
-def skipped(cell) -> bool:
-    head = []
+def skipped(cell, run_flags=()) -> bool:
+    "Would nbdev_test skip this cell (given the flags switched on)?"
     for line in cell.source.splitlines():
         if not line.startswith('#|'): break
-        head.append(line)
-    return bool(SKIP_FLAGS.search('\n'.join(head)))
+        d = line[2:].strip()
+        if re.match(r'eval:\s*false', d): return True
+        if d in FLAGS and d not in run_flags: return True
+    return False
 
-def run(path: Path, timeout=1800):
+def run(path: Path, run_flags=(), timeout=3600):
     nb = nbformat.read(path, as_version=4)
     tagged = []
     for c in nb.cells:
-        if c.cell_type == 'code' and skipped(c):
+        if c.cell_type == 'code' and skipped(c, run_flags):
             c.metadata.setdefault('tags', []).append('skip-execution'); tagged.append(c)
     t0 = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
@@ -36,5 +39,7 @@ def run(path: Path, timeout=1800):
 
 if __name__ == '__main__':
     os.environ['IN_TEST'] = '1'; os.environ.pop('MPLBACKEND', None); os.environ.setdefault('OMP_NUM_THREADS', '2')
-    paths = [Path(p) for p in sys.argv[1:]] or sorted(p for p in Path('nbs').glob('*.ipynb') if not p.name.startswith('_'))
-    for p in paths: run(p)
+    args, run_flags = sys.argv[1:], ()
+    if args[:1] == ['--flags']: run_flags, args = tuple(args[1].split(',')), args[2:]
+    paths = [Path(p) for p in args] or sorted(p for p in Path('nbs').glob('*.ipynb') if not p.name.startswith('_'))
+    for p in paths: run(p, run_flags)
