@@ -137,7 +137,7 @@ def fff_naive(x:Tensor, X:Tensor, Y:Tensor) -> Tensor:
 # %% ../nbs/00_core.ipynb
 @dataclass
 class Backend:
-    "A registered FFF implementation: `load()` returns `fn(x, X, Y) -> y` for 2-D `x`, or raises why it cannot."
+    "A registered tree implementation: `load()` returns a function like `tree_torch`, or raises why it cannot."
     name: str
     load: Callable[[], Callable]
     devices: tuple = ('cpu',)
@@ -152,7 +152,7 @@ def register_backend(name:str, load:Callable[[], Callable], devices=('cpu',)):
 _LOADED: dict = {}  # name -> forward fn, or the exception that stopped it
 
 # %% ../nbs/00_core.ipynb
-register_backend('torch', lambda: fff_torch, devices=('cpu', 'cuda', 'mps', 'xpu', 'meta'))
+register_backend('torch', lambda: tree_torch, devices=('cpu', 'cuda', 'mps', 'xpu', 'meta'))
 
 # modules that register a backend when imported, and the order "auto" tries them in per device type
 BACKEND_MODULES = {'cpp': 'fff_nb.ops', 'cuda': 'fff_nb.cuda', 'triton': 'fff_nb.triton'}
@@ -188,7 +188,7 @@ def resolve_backend(name:str, device:torch.device) -> tuple[str, Callable]:
             key = (cand, dt)
             if (name != 'auto' or cand in BACKENDS) and key not in _WARNED:
                 _WARNED.add(key); warnings.warn(f"{e}; falling back to the 'torch' backend", RuntimeWarning, stacklevel=3)
-    return 'torch', fff_torch
+    return 'torch', tree_torch
 
 # %% ../nbs/00_core.ipynb
 INITS = ('hypersphere', 'uniform')
