@@ -13,8 +13,9 @@ from .core import FFF, BACKENDS, load_backend, resolve_backend
 
 # %% auto 0
 __all__ = ['RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info', 'record_results',
-           'load_results', 'fff_backends', 'layer_contenders', 'check_agreement', 'compare_layers', 'format_table',
-           'main']
+           'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
+           'check_agreement', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
+           'plot_speedup', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -102,51 +103,67 @@ def fff_backends(device='cpu') -> list[str]:
     return out
 
 # %% ../nbs/08_bench_layer.ipynb
-def layer_contenders(nIn:int, nOut:int, depth:int|None, backends:list[str], dtype=torch.float32, device='cpu') -> dict[str, nn.Module]:
-    "The modules to compare: `nn.Linear(nIn, nOut)` and one `FFF` per backend sharing the same weights."
+class TreeFF(nn.Module):
+    "UltraFastBERT-style FF: `n_trees` trees of `levels` levels, node bias, GELU coefficient, run by `backend`."
+    def __init__(self, width:int, levels:int, n_trees:int=1, backend:str='torch', act:str='gelu', dtype=None):
+        super().__init__()
+        n = n_trees * (2**levels - 1)
+        self.n_trees, self.act, self.backend = n_trees, act, backend
+        self.X = nn.Parameter(torch.randn(n, width, dtype=dtype) / width**0.5)
+        self.Y = nn.Parameter(torch.randn(n, width, dtype=dtype) / levels**0.5)
+        self.b = nn.Parameter(torch.zeros(n, dtype=dtype))
+        self.fn = resolve_backend(backend, torch.device('cpu'))[1]
+
+    def forward(self, x): return self.fn(x, self.X, self.Y, self.b, self.n_trees, self.act)
+
+# %% ../nbs/08_bench_layer.ipynb
+def dense_ff(width:int, hidden:int, dtype=None) -> nn.Module:
+    "BERT's feedforward block: `Linear(width, hidden)`, GELU, `Linear(hidden, width)`."
+    return nn.Sequential(nn.Linear(width, hidden, dtype=dtype), nn.GELU(), nn.Linear(hidden, width, dtype=dtype))
+
+def to_onednn(m:nn.Module) -> nn.Module:
+    "An inference copy of `m` whose linear layers run on oneDNN (`torch.utils.mkldnn.to_mkldnn`); float32 only."
+    import copy, torch.utils.mkldnn
+    return torch.utils.mkldnn.to_mkldnn(copy.deepcopy(m).eval())
+
+# %% ../nbs/08_bench_layer.ipynb
+def ufb_contenders(width:int=768, levels:int=12, backends=None, dense_hidden:int=3072, onednn:bool=True,
+                   compile:bool=False, mode:str='forward') -> dict[str, nn.Module]:
+    "Contenders for the UltraFastBERT shape; the first is the baseline (the dense FF in eager PyTorch)."
     torch.manual_seed(0)
-    mods = {'nn.Linear': nn.Linear(nIn, nOut, device=device, dtype=dtype)}
-    ref = FFF(nIn, nOut, depth, backend='torch', device=device, dtype=dtype)
-    for b in backends:
-        m = FFF(nIn, nOut, depth, backend=b, device=device, dtype=dtype)
-        m.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = m
+    dense = dense_ff(width, dense_hidden)
+    mods = {f'dense FF {width}-{dense_hidden}-{width} eager': dense}
+    if mode == 'train': mods[f'dense FF {width}-4096-{width} eager'] = dense_ff(width, 4096)
+    if onednn and mode == 'forward': mods['dense FF oneDNN'] = to_onednn(dense)
+    if compile: mods['dense FF torch.compile'] = torch.compile(dense)
+    mods[f'dense {width}-{levels}-{width} (same FLOPs)'] = dense_ff(width, levels)
+    ref = TreeFF(width, levels, backend='torch')
+    for b in backends or fff_backends():
+        t = TreeFF(width, levels, backend=b); t.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = t
+    if compile: mods['FFF torch, torch.compile'] = torch.compile(ref)
+    return mods
+
+# %% ../nbs/08_bench_layer.ipynb
+def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, onednn:bool=True, dtype=torch.float32,
+                      mode:str='forward') -> dict[str, nn.Module]:
+    "Contenders for one `nIn -> nOut` shape: `nn.Linear` (the baseline), its oneDNN copy, and `FFF` per backend."
+    torch.manual_seed(0)
+    lin = nn.Linear(nIn, nOut, dtype=dtype)
+    mods = {'nn.Linear': lin}
+    if onednn and mode == 'forward' and dtype == torch.float32: mods['nn.Linear oneDNN'] = to_onednn(lin)
+    ref = FFF(nIn, nOut, depth, backend='torch', dtype=dtype)
+    for b in backends or fff_backends():
+        m = FFF(nIn, nOut, depth, backend=b, dtype=dtype); m.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = m
     return mods
 
 # %% ../nbs/08_bench_layer.ipynb
 def check_agreement(mods:dict[str, nn.Module], x:torch.Tensor, rtol:float=1e-4):
-    "Raise unless every FFF in `mods` gives the torch backend's output on `x`."
+    "Raise unless every FFF contender in `mods` gives the torch backend's output on `x`."
     with torch.no_grad():
         ref = mods['FFF torch'](x)
         for n, m in mods.items():
             if n.startswith('FFF') and not torch.allclose(m(x), ref, rtol=rtol, atol=rtol * ref.abs().max().item()):
                 raise AssertionError(f"{n} disagrees with the torch reference")
-
-# %% ../nbs/08_bench_layer.ipynb
-def compare_layers(nIn:int=768, nOut:int=768, depth:int|None=12, batches=(1, 64, 512), threads:int=1, backends=None,
-                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True) -> list[dict]:
-    "Time `nn.Linear` and every FFF backend side by side at each batch size; returns (and optionally records) rows."
-    torch.set_num_threads(threads)
-    backends = backends or fff_backends()
-    mods = layer_contenders(nIn, nOut, depth, backends, dtype)
-    env, run_id = env_info('cpu', dtype), f"{time.time():.0f}-{os.getpid()}"
-    depth = mods[f'FFF {backends[0]}'].depth
-    rows = []
-    it = batches
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(batches, desc=f'{nIn}x{nOut} depth {depth}', leave=False)
-    for B in it:
-        x = torch.randn(B, nIn, dtype=dtype)
-        check_agreement(mods, x)
-        fns = {n: _step_fn(m, x, mode) for n, m in mods.items()}
-        stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
-        base = stats['nn.Linear']['median']
-        for n, s in stats.items():
-            rows.append(dict(run_id=run_id, bench='layer', impl=n, batch=B, nIn=nIn, nOut=nOut, depth=depth, mode=mode,
-                             median_s=s['median'], q1_s=s['q1'], q3_s=s['q3'], n=s['n'], tokens_per_s=B / s['median'],
-                             speedup=base / s['median'], baseline='nn.Linear', **env))
-    if db is not None: record_results(rows, db)
-    return rows
 
 def _step_fn(m:nn.Module, x:torch.Tensor, mode:str) -> Callable:
     if mode == 'forward':
@@ -161,14 +178,51 @@ def _step_fn(m:nn.Module, x:torch.Tensor, mode:str) -> Callable:
     raise ValueError(f"`mode` must be 'forward' or 'train', got {mode!r}")
 
 # %% ../nbs/08_bench_layer.ipynb
+def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mode:str='forward', min_time:float=0.3,
+                    info:dict|None=None, db=None, progress:bool=True, dtype=torch.float32) -> list[dict]:
+    "Time `mods` side by side at each batch size; rows of results (speedup vs the first contender), optionally recorded."
+    env, run_id = env_info('cpu', dtype), f"{time.time():.0f}-{os.getpid()}"
+    base_name, rows, it = next(iter(mods)), [], batches
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(batches, desc=(info or {}).get('bench', 'layer'), leave=False)
+    for B in it:
+        x = torch.randn(B, nIn, dtype=dtype)
+        if 'FFF torch' in mods: check_agreement(mods, x)
+        fns = {n: _step_fn(m, x, mode) for n, m in mods.items()}
+        stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
+        for n, st in stats.items():
+            rows.append(dict(dict(run_id=run_id, bench='layer', impl=n, batch=B, nIn=nIn, mode=mode, median_s=st['median'],
+                                  q1_s=st['q1'], q3_s=st['q3'], n=st['n'], tokens_per_s=B / st['median'],
+                                  speedup=stats[base_name]['median'] / st['median'], baseline=base_name, **env), **(info or {})))
+    if db is not None: record_results(rows, db)
+    return rows
+
+# %% ../nbs/08_bench_layer.ipynb
+def compare_layers(nIn:int=768, nOut:int=768, depth:int|None=12, batches=(1, 64, 512), threads:int=1, backends=None,
+                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True) -> list[dict]:
+    "`FFF(nIn, nOut, depth)` on every backend against `nn.Linear(nIn, nOut)`, side by side."
+    torch.set_num_threads(threads)
+    mods = linear_contenders(nIn, nOut, depth, backends, dtype=dtype, mode=mode)
+    depth = mods[next(n for n in mods if n.startswith('FFF'))].depth
+    return time_contenders(mods, nIn, batches, mode, min_time, dict(bench='linear', nOut=nOut, depth=depth), db, progress, dtype)
+
+def compare_ufb(width:int=768, levels:int=12, batches=(1, 64, 512), threads:int=1, backends=None, min_time:float=0.3,
+                mode:str='forward', compile:bool=False, db=None, progress=True) -> list[dict]:
+    "The UltraFastBERT tree on every backend against BERT's dense FF (eager, oneDNN, compiled) and equal-FLOPs dense."
+    torch.set_num_threads(threads)
+    mods = ufb_contenders(width, levels, backends, compile=compile, mode=mode)
+    return time_contenders(mods, width, batches, mode, min_time, dict(bench='ufb', nOut=width, depth=levels), db, progress)
+
+# %% ../nbs/08_bench_layer.ipynb
 def format_table(rows:list[dict]) -> str:
-    "A plain-text table of `rows`: one line per implementation, one column per batch (time, tokens/s, speedup)."
+    "A plain-text table of `rows`: one line per implementation, one column per batch (time, tokens/s, speedup, IQR)."
     batches = sorted({r['batch'] for r in rows})
     impls = list(dict.fromkeys(r['impl'] for r in rows))
     by = {(r['impl'], r['batch']): r for r in rows}
     r0 = rows[0]
-    head = (f"{r0['mode']} | {r0['nIn']}->{r0['nOut']} depth {r0['depth']} | {r0['dtype']} | {r0['device']} | "
-            f"threads {r0['threads']} | torch {r0['torch']} | speedup vs {r0['baseline']}, median of interleaved samples (IQR %)")
+    head = (f"{r0['bench']} | {r0['mode']} | {r0['nIn']}->{r0['nOut']} depth {r0['depth']} | {r0['dtype']} | {r0['device']} | "
+            f"threads {r0['threads']} | torch {r0['torch']}\nmedian per call, tokens/s, speedup vs {r0['baseline']} (IQR/median)")
     w = max(len(i) for i in impls) + 2
     lines = [head, 'impl'.ljust(w) + ''.join(f"B={b}".rjust(34) for b in batches)]
     for i in impls:
@@ -183,21 +237,48 @@ def _fmt_t(s): return f"{s * 1e6:.1f}us" if s < 1e-3 else f"{s * 1e3:.2f}ms"
 def _fmt_n(n): return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 # %% ../nbs/08_bench_layer.ipynb
+def memory_table(mods:dict[str, nn.Module], nIn:int, B:int=4096) -> list[dict]:
+    "Bytes each contender adds to peak memory in one no-grad forward at batch `B`, and its weights' bytes."
+    from fff_nb.core import peak_memory
+    x, out = torch.randn(B, nIn), []
+    for n, m in mods.items():
+        with torch.no_grad(): y, peak = peak_memory(m, x)
+        weights = sum(p.numel() * p.element_size() for p in m.parameters()) if not n.endswith('oneDNN') else None
+        out.append(dict(impl=n, batch=B, peak_bytes=peak, output_bytes=y.numel() * y.element_size(), weight_bytes=weights))
+    return out
+
+# %% ../nbs/08_bench_layer.ipynb
+def plot_speedup(rows:list[dict], x:str='batch', ax=None, title:str|None=None):
+    "Log-log plot of each contender's speedup over the baseline against `x` ('batch' or 'nIn')."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    for impl in dict.fromkeys(r['impl'] for r in rows):
+        pts = sorted((r[x], r['speedup']) for r in rows if r['impl'] == impl)
+        ax.plot(*zip(*pts), marker='o', label=impl)
+    ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.axhline(1, color='grey', lw=0.5)
+    ax.set_xlabel(x); ax.set_ylabel(f"speedup vs {rows[0]['baseline']}"); ax.legend(fontsize=7)
+    ax.set_title(title or f"{rows[0]['bench']}, {rows[0]['mode']}, {rows[0]['threads']} thread(s)")
+    return ax
+
+# %% ../nbs/08_bench_layer.ipynb
 @call_parse
-def main(nIn:int=768,            # input features
-         nOut:int=768,           # output features
-         depth:int=12,           # FFF depth (nodes visited per token)
-         batch:str='1,64,512',   # comma-separated batch sizes
-         threads:str='1',        # comma-separated thread counts, each measured separately
-         backends:str='',        # comma-separated FFF backends (default: every one that loads)
-         dtype:str='float32',    # float32, float64 or bfloat16
-         mode:str='forward',     # 'forward' (inference) or 'train' (forward + backward)
-         min_time:float=0.3,     # seconds of samples per implementation and batch
-         db:str='',              # SQLite file to append results to
+def main(suite:str='ufb',         # 'ufb' (tree vs BERT's dense FF) or 'linear' (FFF vs nn.Linear)
+         nIn:int=768,             # input features (the width, for 'ufb')
+         nOut:int=768,            # output features ('linear')
+         depth:int=12,            # FFF depth = tree levels (nodes visited per token)
+         batch:str='1,64,512',    # comma-separated batch sizes
+         threads:str='1',         # comma-separated thread counts, each measured separately
+         backends:str='',         # comma-separated FFF backends (default: every one that loads)
+         dtype:str='float32',     # float32, float64 or bfloat16 ('linear')
+         mode:str='forward',      # 'forward' (inference) or 'train' (forward + backward)
+         compile:bool=False,      # also time torch.compile variants ('ufb'; compiling takes a while)
+         min_time:float=0.3,      # seconds of samples per implementation and batch
+         db:str='',               # SQLite file to append results to
          ):
-    "Benchmark FFF against `nn.Linear` side by side and print a table of medians, tokens/s and speedups."
-    dt = getattr(torch, dtype)
+    "Benchmark FFF side by side with dense layers and print a table of medians, tokens/s and speedups."
+    if suite not in ('ufb', 'linear'): raise ValueError(f"`suite` must be 'ufb' or 'linear', got {suite!r}")
+    bs, be = tuple(int(b) for b in batch.split(',')), [b for b in backends.split(',') if b] or None
     for th in [int(t) for t in threads.split(',')]:
-        rows = compare_layers(nIn, nOut, depth, tuple(int(b) for b in batch.split(',')), th,
-                              [b for b in backends.split(',') if b] or None, dt, min_time, mode, db or None)
+        if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None)
+        else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None)
         print(format_table(rows)); print()
