@@ -280,7 +280,10 @@ def encoder_from_crammed(state_dict:dict, arch:dict|None=None, **kwargs) -> Enco
     hidden, K = l0['norm1.weight'].shape[0], arch.get('intermed_size', 1)
     kw = dict(hidden=hidden, heads=arch.get('attention', {}).get('num_attention_heads', 12), eps=arch.get('norm_eps', 1e-12),
               bias='attn.dense.bias' in l0, dtype=l0['norm1.weight'].dtype)
-    if 'ffn.linear_in.weight' in l0: kw.update(ff='fff', parallel_size=K, depth=tree_depth(l0['ffn.linear_in.weight'].shape[0] // K) - 1)
+    if 'ffn.linear_in.weight' in l0:
+        kw.update(ff='fff', parallel_size=K, depth=tree_depth(l0['ffn.linear_in.weight'].shape[0] // K) - 1)
+        if arch.get('intermed_depth', kw['depth']) != kw['depth']:
+            raise ValueError(f"arch `intermed_depth`={arch['intermed_depth']} but the checkpoint's trees have depth {kw['depth']}")
     else: kw.update(ff='dense', intermed=l0['ffn.dense_in.weight'].shape[0])
     enc = Encoder(len(layers), **kw, **kwargs)
     enc.load_state_dict({f'layers.{j}.{k}': v for j, sd in enumerate(layers.values()) for k, v in sd.items()})
