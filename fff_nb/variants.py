@@ -4,7 +4,6 @@
 
 # %% ../nbs/07_variants.ipynb 1
 from __future__ import annotations
-import numbers
 from typing import Callable
 import torch
 import torch.nn.functional as F
