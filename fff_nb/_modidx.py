@@ -65,4 +65,9 @@ d = { 'settings': { 'branch': 'main',
                              'fff_nb.core.tree_depth': ('core.html#tree_depth', 'fff_nb/core.py'),
                              'fff_nb.core.tree_naive': ('core.html#tree_naive', 'fff_nb/core.py'),
                              'fff_nb.core.tree_torch': ('core.html#tree_torch', 'fff_nb/core.py'),
-                             'fff_nb.core.walk': ('core.html#walk', 'fff_nb/core.py')}}}
+                             'fff_nb.core.walk': ('core.html#walk', 'fff_nb/core.py')},
+            'fff_nb.theory': { 'fff_nb.theory.active_rays': ('theory.html#active_rays', 'fff_nb/theory.py'),
+                               'fff_nb.theory.node_level': ('theory.html#node_level', 'fff_nb/theory.py'),
+                               'fff_nb.theory.orthonormalize_paths_': ('theory.html#orthonormalize_paths_', 'fff_nb/theory.py'),
+                               'fff_nb.theory.plot_regions': ('theory.html#plot_regions', 'fff_nb/theory.py'),
+                               'fff_nb.theory.tree_paths': ('theory.html#tree_paths', 'fff_nb/theory.py')}}}
