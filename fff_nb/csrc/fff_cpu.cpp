@@ -1,0 +1,203 @@
+// fff_cpu.cpp: the fused CPU kernels of the FFF tree op, forward and backward, registered with torch.library.
+//
+//   fff_nb::tree_forward(x, X, Y, b?, n_trees, act) -> y                  y = sum over trees and levels act(z) Y[node]
+//   fff_nb::tree_backward(grad_y, x, X, Y, b?, n_trees, act) -> (dx, dX, dY, db)   (the backward recomputes the walk)
+//
+// Semantics are those of fff_nb.core.tree_torch (see tree.h). The inner loops (simd.h) and drivers (fff_cpu_impl.h)
+// are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set; the best one the CPU supports
+// is picked at load time (and can be forced with `set_isa` for tests).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/OpMathType.h>
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+#include "tree.h"
+
+#define FFF_INLINE inline __attribute__((always_inline))
+
+namespace fff_nb {
+
+// The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).
+template <typename S> struct TreeArgs {
+  const S *X, *Y, *b;
+  int64_t nIn, nOut, N, K;  // row widths, nodes per tree, trees
+  int L;                    // levels
+  int64_t act;
+};
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FFF_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
+namespace avx512 {
+#define FFF_VBYTES 64
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+#define FFF_VBYTES 32
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+namespace baseline {  // portable: 16-byte generic vectors, lowered to SSE2, NEON or scalar code by the compiler
+#define FFF_VBYTES 16
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace baseline
+
+// ---- instruction-set selection ----
+enum Isa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+static const char* kIsaNames[] = {"baseline", "avx2", "avx512"};
+
+static int best_isa() {
+#ifdef FFF_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kAvx2;
+#endif
+  return kBaseline;
+}
+static int g_isa = best_isa();
+
+// The instruction sets this CPU can run, best first.
+std::vector<std::string> available_isas() {
+  std::vector<std::string> r;
+  for (int i = best_isa(); i >= 0; --i) r.push_back(kIsaNames[i]);
+  return r;
+}
+std::string current_isa() { return kIsaNames[g_isa]; }
+// Force the instruction set (for tests and benchmarks); returns the previous one.
+std::string set_isa(const std::string& name) {
+  std::string prev = current_isa();
+  for (int i = 0; i <= best_isa(); ++i)
+    if (name == kIsaNames[i]) { g_isa = i; return prev; }
+  TORCH_CHECK_VALUE(false, "instruction set '", name, "' is not available on this CPU");
+  return prev;
+}
+
+// ---- argument checks (the Python wrapper gives friendlier messages first; these keep direct op calls safe) ----
+static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                      int64_t n_trees, int64_t act) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, nIn), got shape ", x.sizes());
+  TORCH_CHECK_VALUE(X.dim() == 2 && Y.dim() == 2, "`X` and `Y` must be 2-D, got shapes ", X.sizes(), " and ", Y.sizes());
+  TORCH_CHECK_VALUE(x.size(1) == X.size(1), "`x` must have shape (..., nIn) with nIn=", X.size(1), ", got shape ", x.sizes());
+  TORCH_CHECK_VALUE(Y.size(0) == X.size(0), "`X` and `Y` must have the same number of rows, got ", X.size(0), " and ", Y.size(0));
+  TORCH_CHECK_VALUE(n_trees >= 1, "`n_trees` must be a positive int, got ", n_trees);
+  TORCH_CHECK_VALUE(X.size(0) % n_trees == 0, "`X` has ", X.size(0), " rows, not a multiple of `n_trees`=", n_trees);
+  const int L = fff::tree_levels(X.size(0) / n_trees);
+  TORCH_CHECK_VALUE(L > 0, "a complete tree has 2**depth - 1 nodes, got ", X.size(0) / n_trees, " rows per tree");
+  TORCH_CHECK_VALUE(act == fff::kIdentity || act == fff::kGelu, "`act` must be 0 (identity) or 1 (gelu), got ", act);
+  TORCH_CHECK_TYPE(x.is_floating_point(), "`x` must be a floating-point tensor, got ", x.scalar_type());
+  TORCH_CHECK_TYPE(X.scalar_type() == x.scalar_type() && Y.scalar_type() == x.scalar_type(),
+                   "`x`, `X` and `Y` must have the same dtype, got ", x.scalar_type(), ", ", X.scalar_type(), ", ", Y.scalar_type());
+  TORCH_CHECK_VALUE(x.device().is_cpu() && X.device().is_cpu() && Y.device().is_cpu(), "tree op: CPU kernel got non-CPU tensors");
+  if (b) {
+    TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == X.size(0), "`b` must have shape (", X.size(0), ",), got ", b->sizes());
+    TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), "`b` must have dtype ", x.scalar_type(), ", got ", b->scalar_type());
+    TORCH_CHECK_VALUE(b->device().is_cpu(), "tree op: CPU kernel got a non-CPU `b`");
+  }
+  return L;
+}
+
+template <typename S>
+static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& b, int64_t K, int L, int64_t act) {
+  return TreeArgs<S>{X.data_ptr<S>(), Y.data_ptr<S>(), b.defined() ? b.data_ptr<S>() : nullptr,
+                     X.size(1), Y.size(1), X.size(0) / K, K, L, act};
+}
+
+#ifdef FFF_X86
+#define FFF_ISA_CALL(fn, ...)                                            \
+  switch (g_isa) {                                                       \
+    case kAvx512: avx512::fn<S, A>(__VA_ARGS__); break;                  \
+    case kAvx2: avx2::fn<S, A>(__VA_ARGS__); break;                      \
+    default: baseline::fn<S, A>(__VA_ARGS__);                            \
+  }
+#else
+#define FFF_ISA_CALL(fn, ...) baseline::fn<S, A>(__VA_ARGS__);
+#endif
+
+at::Tensor tree_forward_cpu(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                            int64_t n_trees, int64_t act) {
+  const int L = check_tree(x, X, Y, b, n_trees, act);
+  const auto acc = at::toOpMathType(x.scalar_type());
+  const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
+  const at::Tensor xa = x.to(acc).contiguous();
+  at::Tensor y = at::empty({x.size(0), Y.size(1)}, x.options().dtype(acc));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tree_forward_cpu", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto T = tree_args<S>(Xc, Yc, bc, n_trees, L, act);
+    FFF_ISA_CALL(forward, T, xa.data_ptr<A>(), y.data_ptr<A>(), x.size(0));
+  });
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y,
+    const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
+  const int L = check_tree(x, X, Y, b, n_trees, act);
+  TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
+                    "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
+  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
+  const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
+  const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
+  const at::Tensor xa = x.to(acc).contiguous(), ga = grad_y.to(acc).contiguous();
+  const auto opt = x.options().dtype(acc);
+  at::Tensor dx = at::empty({x.size(0), X.size(1)}, opt), dX = at::zeros(X.sizes(), opt), dY = at::zeros(Y.sizes(), opt);
+  at::Tensor db = b ? at::zeros({X.size(0)}, opt) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto T = tree_args<S>(Xc, Yc, bc, n_trees, L, act);
+    FFF_ISA_CALL(backward, T, ga.data_ptr<A>(), xa.data_ptr<A>(), dx.data_ptr<A>(), dX.data_ptr<A>(), dY.data_ptr<A>(),
+                 b ? db.data_ptr<A>() : nullptr, x.size(0));
+  });
+  if (acc != dt) dx = dx.to(dt), dX = dX.to(dt), dY = dY.to(dt), db = db.to(dt);
+  return {dx, dX, dY, db};
+}
+
+// The eager no-grad entry point used by the Python wrapper: the same op through the dispatcher, but below autograd,
+// which skips the Python autograd kernel (~3 us) when nothing needs a gradient.
+at::Tensor tree_forward_nograd(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                               int64_t n_trees, int64_t act) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fff_nb::tree_forward", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const std::optional<at::Tensor>&, int64_t, int64_t)>();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(x, X, Y, b, n_trees, act);
+}
+
+}  // namespace fff_nb
+
+TORCH_LIBRARY(fff_nb, m) {
+  m.def("tree_forward(Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> Tensor");
+  m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
+  m.impl("tree_forward", &fff_nb::tree_forward_cpu);
+  m.impl("tree_backward", &fff_nb::tree_backward_cpu);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "fff_nb CPU kernels: registers the fff_nb::tree_forward / tree_backward ops; helpers below";
+  m.def("tree_forward_nograd", &fff_nb::tree_forward_nograd, "tree_forward below autograd (eager, no-grad fast path)",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("available_isas", &fff_nb::available_isas, "instruction sets this CPU can run, best first");
+  m.def("current_isa", &fff_nb::current_isa, "instruction set the kernels use now");
+  m.def("set_isa", &fff_nb::set_isa, "force the instruction set ('avx512', 'avx2' or 'baseline'); returns the previous");
+}
