@@ -5,10 +5,13 @@
 //
 // Semantics are those of fff_nb.core.tree_torch (see tree.h). The inner loops (simd.h) and drivers (fff_cpu_impl.h)
 // are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set; the best one the CPU supports
-// is picked at load time (and can be forced with `set_isa` for tests).
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
+// is picked at load time (and can be forced with the `_set_isa` op for tests).
+// Only light headers (no torch/extension.h, no pybind11): the first build must stay short.
+#include <torch/library.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -73,18 +76,18 @@ static int best_isa() {
 static int g_isa = best_isa();
 
 // The instruction sets this CPU can run, best first.
-std::vector<std::string> available_isas() {
+std::vector<std::string> isas() {
   std::vector<std::string> r;
   for (int i = best_isa(); i >= 0; --i) r.push_back(kIsaNames[i]);
   return r;
 }
-std::string current_isa() { return kIsaNames[g_isa]; }
-// Force the instruction set (for tests and benchmarks); returns the previous one.
-std::string set_isa(const std::string& name) {
-  std::string prev = current_isa();
+// Force the instruction set by name (for tests and benchmarks; "" keeps it); returns the one in use before.
+std::string set_isa(c10::string_view name) {
+  std::string prev = kIsaNames[g_isa];
+  if (name.empty()) return prev;
   for (int i = 0; i <= best_isa(); ++i)
     if (name == kIsaNames[i]) { g_isa = i; return prev; }
-  TORCH_CHECK_VALUE(false, "instruction set '", name, "' is not available on this CPU");
+  TORCH_CHECK_VALUE(false, "instruction set '", std::string(name), "' is not available on this CPU");
   return prev;
 }
 
@@ -135,7 +138,7 @@ at::Tensor tree_forward_cpu(const at::Tensor& x, const at::Tensor& X, const at::
   const auto acc = at::toOpMathType(x.scalar_type());
   const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
   const at::Tensor xa = x.to(acc).contiguous();
-  at::Tensor y = at::empty({x.size(0), Y.size(1)}, x.options().dtype(acc));
+  at::Tensor y = xa.new_empty({x.size(0), Y.size(1)});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tree_forward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
@@ -155,9 +158,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
   const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
   const at::Tensor xa = x.to(acc).contiguous(), ga = grad_y.to(acc).contiguous();
-  const auto opt = x.options().dtype(acc);
-  at::Tensor dx = at::empty({x.size(0), X.size(1)}, opt), dX = at::zeros(X.sizes(), opt), dY = at::zeros(Y.sizes(), opt);
-  at::Tensor db = b ? at::zeros({X.size(0)}, opt) : at::empty({0}, x.options());
+  at::Tensor dx = xa.new_empty({x.size(0), X.size(1)}), dX = xa.new_zeros(X.sizes()), dY = xa.new_zeros(Y.sizes());
+  at::Tensor db = b ? xa.new_zeros({X.size(0)}) : x.new_empty({0});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
@@ -169,35 +171,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   return {dx, dX, dY, db};
 }
 
-// The eager no-grad entry point used by the Python wrapper: the same op through the dispatcher, but below autograd,
-// which skips the Python autograd kernel (~3 us) when nothing needs a gradient.
-at::Tensor tree_forward_nograd(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
-                               int64_t n_trees, int64_t act) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("fff_nb::tree_forward", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, int64_t, int64_t)>();
-  at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(x, X, Y, b, n_trees, act);
-}
-
 }  // namespace fff_nb
 
 TORCH_LIBRARY(fff_nb, m) {
   m.def("tree_forward(Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> Tensor");
   m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("_isas() -> str[]", &fff_nb::isas);          // instruction sets of this CPU's kernels, best first
+  m.def("_set_isa(str name) -> str", &fff_nb::set_isa);  // force one ('' to query); returns the previous
 }
 
 TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
   m.impl("tree_forward", &fff_nb::tree_forward_cpu);
   m.impl("tree_backward", &fff_nb::tree_backward_cpu);
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "fff_nb CPU kernels: registers the fff_nb::tree_forward / tree_backward ops; helpers below";
-  m.def("tree_forward_nograd", &fff_nb::tree_forward_nograd, "tree_forward below autograd (eager, no-grad fast path)",
-        pybind11::call_guard<pybind11::gil_scoped_release>());
-  m.def("available_isas", &fff_nb::available_isas, "instruction sets this CPU can run, best first");
-  m.def("current_isa", &fff_nb::current_isa, "instruction set the kernels use now");
-  m.def("set_isa", &fff_nb::set_isa, "force the instruction set ('avx512', 'avx2' or 'baseline'); returns the previous");
 }

@@ -1,8 +1,11 @@
-// fff_cpu_impl.h: forward and backward drivers of the CPU tree op (token tiles, threads, deterministic reductions).
+// fff_cpu_impl.h: forward and backward drivers of the CPU tree op: token tiles, sorting tokens by node so that a tile's
+// tokens share the rows of the top of the tree, threads, deterministic gradient reductions.
 // Included by fff_cpu.cpp once per instruction set, after simd.h, inside that instruction set's namespace.
 // S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). Token
-// rows (x, y, grad_y, dx) and the gradient buffers are already in A here; tree rows are converted on the fly.
+// rows (x, y, grad_y, dx) and gradient buffers are already A here; tree rows are converted on the fly when S != A.
 // No include guard on purpose.
+
+constexpr int kTile = 8;  // tokens walked together: 8 interleaved dot products hide the latency of each row's loads
 
 template <typename S, typename A> FFF_INLINE const A* as_acc(const S* p, A* buf, int64_t n) {
   if constexpr (std::is_same_v<S, A>) return p;
@@ -12,126 +15,183 @@ template <typename S, typename A> FFF_INLINE const A* as_acc(const S* p, A* buf,
   }
 }
 
+// Calls f(std::integral_constant<int, nt>{}, i) on tiles [i, i+nt) covering [0, n): nt = NT, then NT/2, ..., 1.
+template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + NT <= n; i += NT) f(std::integral_constant<int, NT>{}, i);
+  if constexpr (NT > 1)
+    if (i < n) for_tiles<NT / 2>(n - i, [&](auto nt, int64_t j) { f(nt, i + j); });
+}
+
 // Per-thread scratch, grown on demand and kept between calls (no allocation on the hot path).
 template <typename A> struct Scratch {
-  std::vector<A> z, c, rowbuf;
-  std::vector<int64_t> rows;
-  std::vector<const A*> ptr;
-  A* get(std::vector<A>& v, int64_t n) { if ((int64_t)v.size() < n) v.resize(n); return v.data(); }
+  std::vector<int64_t> R, node, perm, cnt;
+  std::vector<A> Z, buf, buf2;
+  std::vector<const A*> P;
 };
-template <typename A> Scratch<A>& scratch() { static thread_local Scratch<A> s; return s; }
-
-// Walk NT tokens (rows xs, in A) down every tree: visited rows and pre-activations z, token-major (NT x KL).
-template <typename S, typename A, int NT>
-FFF_INLINE void walk(const TreeArgs<S>& T, const A* const* xs, int64_t* rows, A* z, A* buf) {
-  const int64_t KL = T.K * T.L;
-  for (int64_t k = 0; k < T.K; ++k) {
-    int64_t node[NT] = {};
-    for (int l = 0; l < T.L; ++l) {
-      const A* rp[NT];
-      A lam[NT];
-      for (int t = 0; t < NT; ++t) rp[t] = as_acc<S, A>(T.X + (k * T.N + node[t]) * T.nIn, buf + t * T.nIn, T.nIn);
-      dots<A, NT>(xs, rp, T.nIn, lam);
-      for (int t = 0; t < NT; ++t) {
-        const int64_t r = k * T.N + node[t];
-        const A zz = lam[t] + (T.b ? static_cast<A>(T.b[r]) : A(0));
-        rows[t * KL + k * T.L + l] = r;
-        z[t * KL + k * T.L + l] = zz;
-        node[t] = fff::child(node[t], zz);
-      }
-    }
-  }
+template <typename A> Scratch<A>& scratch() {
+  static thread_local Scratch<A> s;
+  return s;
 }
-
-// y[t0 .. t0+NT) = sum over each token's visited rows of act(z) * Y[row].
-template <typename S, typename A, int NT>
-FFF_INLINE void forward_tile(const TreeArgs<S>& T, const A* x, A* y, int64_t t0, Scratch<A>& s) {
-  const int64_t KL = T.K * T.L;
-  int64_t* rows = s.rows.data();
-  A *z = s.z.data(), *c = s.c.data(), *buf = s.rowbuf.data();
-  const A** yr = s.ptr.data();
-  const A* xs[NT];
-  for (int t = 0; t < NT; ++t) xs[t] = x + (t0 + t) * T.nIn;
-  walk<S, A, NT>(T, xs, rows, z, buf);
-  for (int t = 0; t < NT; ++t) {
-    for (int64_t i = 0; i < KL; ++i) {
-      c[i] = fff::act_fwd(T.act, z[t * KL + i]);
-      yr[i] = as_acc<S, A>(T.Y + rows[t * KL + i] * T.nOut, buf + i * T.nOut, T.nOut);
-    }
-    combine<A>(y + (t0 + t) * T.nOut, yr, c, KL, T.nOut);
-  }
-}
-
-template <typename S, typename A> void prepare(Scratch<A>& s, const TreeArgs<S>& T, int NT) {
-  const int64_t KL = T.K * T.L, w = std::max(T.nIn, T.nOut);
-  s.get(s.z, NT * KL); s.get(s.c, NT * KL);
-  if ((int64_t)s.rows.size() < NT * KL) s.rows.resize(NT * KL);
-  if ((int64_t)s.ptr.size() < KL) s.ptr.resize(KL);
-  s.get(s.rowbuf, std::is_same_v<S, A> ? 1 : std::max<int64_t>(NT, KL) * w);
+template <typename Vt> FFF_INLINE auto* grow(Vt& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize(n);
+  return v.data();
 }
 
 // Tokens per parallel chunk: enough work (~2^18 multiply-adds) to pay for waking a thread.
-inline int64_t token_grain(int64_t work_per_token) { return std::max<int64_t>(4, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_token)); }
+inline int64_t token_grain(int64_t work_per_token) {
+  return std::max<int64_t>(4, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_token));
+}
+
+// Walk levels [l0, l1) of tree k for NT tokens (rows xs) from node[t]; visited rows and pre-activations z go to
+// rows[t][k*L + l] and z[t][k*L + l].
+template <typename S, typename A, int NT>
+FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const A* const* xs, int64_t* node,
+                     int64_t* const* rows, A* const* z, A* buf) {
+  for (int l = l0; l < l1; ++l) {
+    const A* rp[NT];
+    A lam[NT];
+    for (int t = 0; t < NT; ++t) rp[t] = as_acc<S, A>(T.X + (k * T.N + node[t]) * T.nIn, buf + t * T.nIn, T.nIn);
+    dots<A, NT>(xs, rp, T.nIn, lam);
+    for (int t = 0; t < NT; ++t) {
+      const int64_t r = k * T.N + node[t];
+      const A zz = lam[t] + (T.b ? static_cast<A>(T.b[r]) : A(0));
+      rows[t][k * T.L + l] = r;
+      z[t][k * T.L + l] = zz;
+      node[t] = fff::child(node[t], zz);
+    }
+  }
+}
+
+// Route tokens x[0, M) down every tree: visited rows R and pre-activations Z (M x K*L, token-major), and in s.perm an
+// order of the tokens in which neighbours share their path through the top Ts levels. The first Ts levels are walked
+// in input order, then the tokens are counting-sorted by their node at level Ts (Ts: the deepest level that still
+// has >= kTile tokens per node on average), and the rest is walked in that order, so each tile's tokens mostly visit
+// the same rows at levels Ts, Ts+1, ... and read them once from memory instead of kTile times.
+template <typename S, typename A>
+void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratch<A>& s) {
+  const int64_t KL = T.K * T.L;
+  int Ts = 0;
+  while (Ts + 1 < T.L && (M >> (Ts + 1)) >= kTile) ++Ts;
+  int64_t *node = grow(s.node, M), *perm = grow(s.perm, M), *cnt = grow(s.cnt, (int64_t(1) << Ts) + 1);
+  A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, kTile * T.nIn);
+  for (int64_t k = 0; k < T.K; ++k) {
+    for (int64_t i = 0; i < M; ++i) node[i] = 0, perm[i] = i;
+    for (int stage = 0; stage < 2; ++stage) {
+      const int l0 = stage ? Ts : 0, l1 = stage ? T.L : Ts;
+      if (l0 == l1) continue;
+      if (stage && l0 > 0) {  // stable counting sort by node at level l0 (perm is the identity here)
+        const int64_t base = (int64_t(1) << l0) - 1, nb = int64_t(1) << l0;
+        std::fill(cnt, cnt + nb + 1, 0);
+        for (int64_t i = 0; i < M; ++i) ++cnt[node[i] - base + 1];
+        for (int64_t j = 0; j < nb; ++j) cnt[j + 1] += cnt[j];
+        for (int64_t i = 0; i < M; ++i) perm[cnt[node[i] - base]++] = i;
+      }
+      for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+        constexpr int nt = decltype(ntc)::value;
+        const A* xs[nt];
+        int64_t nd[nt], *rr[nt];
+        A* zz[nt];
+        for (int t = 0; t < nt; ++t) {
+          const int64_t tok = perm[i + t];
+          xs[t] = x + tok * T.nIn, nd[t] = node[tok], rr[t] = R + tok * KL, zz[t] = Z + tok * KL;
+        }
+        walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz, buf);
+        for (int t = 0; t < nt; ++t) node[perm[i + t]] = nd[t];
+      });
+    }
+  }
+}
+
+// out[t] = sum_i c[t][i] * W[rows[t][i]] for the NT tokens of a tile (W: n-wide rows of storage type S).
+template <typename S, typename A, int NT>
+FFF_INLINE void combine_rows(const S* W, int64_t n, A* const* out, const int64_t* const* rows, const A* const* c,
+                             int64_t KL, Scratch<A>& s) {
+  const A** P = grow(s.P, NT * KL);
+  if constexpr (std::is_same_v<S, A>) {
+    const A* const* rp[NT];
+    for (int t = 0; t < NT; ++t) {
+      for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
+      rp[t] = P + t * KL;
+    }
+    combine<A, NT>(out, rp, c, KL, n);
+  } else {
+    A* buf = grow(s.buf2, KL * n);
+    for (int t = 0; t < NT; ++t) {
+      for (int64_t i = 0; i < KL; ++i) P[i] = as_acc<S, A>(W + rows[t][i] * n, buf + i * n, n);
+      const A* const* rp = P;
+      combine<A, 1>(out + t, &rp, c + t, KL, n);
+    }
+  }
+}
 
 template <typename S, typename A>
 void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
-  constexpr int NT = 4;
-  at::parallel_for(0, B, token_grain(T.K * T.L * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
+  const int64_t KL = T.K * T.L;
+  at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
     Scratch<A>& s = scratch<A>();
-    prepare(s, T, NT);
-    int64_t t = b0;
-    for (; t + NT <= b1; t += NT) forward_tile<S, A, NT>(T, x, y, t, s);
-    switch (b1 - t) {
-      case 3: forward_tile<S, A, 3>(T, x, y, t, s); break;
-      case 2: forward_tile<S, A, 2>(T, x, y, t, s); break;
-      case 1: forward_tile<S, A, 1>(T, x, y, t, s); break;
-    }
+    const int64_t M = b1 - b0;
+    int64_t* R = grow(s.R, M * KL);
+    A* Z = grow(s.Z, M * KL);
+    route<S, A>(T, x + b0 * T.nIn, M, R, Z, s);
+    for (int64_t e = 0; e < M * KL; ++e) Z[e] = fff::act_fwd(T.act, Z[e]);  // Z now holds the coefficients
+    const int64_t* perm = s.perm.data();
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      A* out[nt];
+      const int64_t* rows[nt];
+      const A* c[nt];
+      for (int t = 0; t < nt; ++t) {
+        const int64_t tok = perm[i + t];
+        out[t] = y + (b0 + tok) * T.nOut, rows[t] = R + tok * KL, c[t] = Z + tok * KL;
+      }
+      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s);
+    });
   });
 }
 
-// Backward, phase 1 for NT tokens: recompute the walk; per visited row i: gc = <g, Y[row]>, gz = gc * act'(z)
-// (= dL/dz), c = act(z); dx = sum_i gz_i X[row_i]. Rows, gz and c are kept (B x KL) for phase 3.
-template <typename S, typename A, int NT>
-FFF_INLINE void backward_tile(const TreeArgs<S>& T, const A* g, const A* x, A* dx, int64_t t0, int64_t* R, A* GZ, A* C,
-                              Scratch<A>& s) {
-  const int64_t KL = T.K * T.L;
-  int64_t* rows = R + t0 * KL;
-  A *z = s.z.data(), *buf = s.rowbuf.data(), *gz = GZ + t0 * KL, *c = C + t0 * KL;
-  const A** xr = s.ptr.data();
-  const A *xs[NT], *gs[NT];
-  for (int t = 0; t < NT; ++t) xs[t] = x + (t0 + t) * T.nIn, gs[t] = g + (t0 + t) * T.nOut;
-  walk<S, A, NT>(T, xs, rows, z, buf);
-  for (int64_t i = 0; i < KL; ++i) {
-    const A* rp[NT];
-    A gc[NT];
-    for (int t = 0; t < NT; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t * KL + i] * T.nOut, buf + t * T.nOut, T.nOut);
-    dots<A, NT>(gs, rp, T.nOut, gc);
-    for (int t = 0; t < NT; ++t) {
-      const A zz = z[t * KL + i];
-      gz[t * KL + i] = gc[t] * fff::act_grad(T.act, zz);
-      c[t * KL + i] = fff::act_fwd(T.act, zz);
-    }
-  }
-  for (int t = 0; t < NT; ++t) {
-    for (int64_t i = 0; i < KL; ++i) xr[i] = as_acc<S, A>(T.X + rows[t * KL + i] * T.nIn, buf + i * T.nIn, T.nIn);
-    combine<A>(dx + (t0 + t) * T.nIn, xr, gz + t * KL, KL, T.nIn);
-  }
-}
-
-// Backward: dx per token; dX, dY, db only into visited rows (dX, dY, db arrive zeroed), each row summed by one thread
-// over its tokens in token order, so the result is bitwise the same for any number of threads.
+// Backward: dx per token; dX, dY, db only into visited rows (they arrive zeroed), each row summed by one thread over
+// its tokens in token order, so the result is bitwise the same for any number of threads.
 template <typename S, typename A>
 void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY, A* db, int64_t B) {
-  constexpr int NT = 4;
   const int64_t KL = T.K * T.L, KN = T.K * T.N, n_items = B * KL;
   std::vector<int64_t> R(n_items);
   std::vector<A> GZ(n_items), C(n_items);
-  at::parallel_for(0, B, token_grain(KL * 2 * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
+  // phase 1, per token: recompute the walk; per visited row: gc = <g, Y[row]>, GZ = gc * act'(z) (= dL/dz),
+  // C = act(z); dx = sum GZ X[row]
+  at::parallel_for(0, B, token_grain(2 * KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
     Scratch<A>& s = scratch<A>();
-    prepare(s, T, NT);
-    int64_t t = b0;
-    for (; t + NT <= b1; t += NT) backward_tile<S, A, NT>(T, g, x, dx, t, R.data(), GZ.data(), C.data(), s);
-    for (; t < b1; ++t) backward_tile<S, A, 1>(T, g, x, dx, t, R.data(), GZ.data(), C.data(), s);
+    const int64_t M = b1 - b0;
+    int64_t* Rb = R.data() + b0 * KL;
+    A *Zb = GZ.data() + b0 * KL, *Cb = C.data() + b0 * KL;
+    route<S, A>(T, x + b0 * T.nIn, M, Rb, Zb, s);
+    A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, kTile * T.nOut);
+    const int64_t* perm = s.perm.data();
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      int64_t tok[nt];
+      const A *gs[nt], *gz[nt];
+      const int64_t* rows[nt];
+      A* out[nt];
+      for (int t = 0; t < nt; ++t) {
+        tok[t] = perm[i + t];
+        gs[t] = g + (b0 + tok[t]) * T.nOut, rows[t] = Rb + tok[t] * KL, gz[t] = Zb + tok[t] * KL;
+        out[t] = dx + (b0 + tok[t]) * T.nIn;
+      }
+      for (int64_t j = 0; j < KL; ++j) {
+        const A* rp[nt];
+        A gc[nt];
+        for (int t = 0; t < nt; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t][j] * T.nOut, buf + t * T.nOut, T.nOut);
+        dots<A, nt>(gs, rp, T.nOut, gc);
+        for (int t = 0; t < nt; ++t) {
+          const int64_t e = tok[t] * KL + j;
+          const A z = Zb[e];
+          Zb[e] = gc[t] * fff::act_grad(T.act, z);
+          Cb[e] = fff::act_fwd(T.act, z);
+        }
+      }
+      combine_rows<S, A, nt>(T.X, T.nIn, out, rows, gz, KL, s);
+    });
   });
   // phase 2: counting sort of the (token, visited row) items by row, stable in token order
   std::vector<int64_t> off(KN + 1, 0), order(n_items);
@@ -141,23 +201,30 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
     std::vector<int64_t> pos(off.begin(), off.end() - 1);
     for (int64_t e = 0; e < n_items; ++e) order[pos[R[e]]++] = e;
   }
-  // phase 3: rows, split across threads by item count (rows whose first item falls in a thread's item range)
+  // phase 3, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
+  // dX[r] = sum GZ x, dY[r] = sum C g, db[r] = sum GZ over the row's tokens in token order
   at::parallel_for(0, n_items, std::max<int64_t>(16, token_grain(T.nIn + T.nOut)), [&](int64_t i0, int64_t i1) {
     Scratch<A>& s = scratch<A>();
-    if ((int64_t)s.ptr.size() < B) s.ptr.resize(B);
-    A* coef = s.get(s.c, B);
-    const A** rp = s.ptr.data();
+    A* coef = grow(s.buf2, B);
+    const A** rp = grow(s.P, B);
     const int64_t r0 = std::lower_bound(off.begin(), off.end() - 1, i0) - off.begin();
     const int64_t r1 = std::lower_bound(off.begin(), off.end() - 1, i1) - off.begin();
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = off[r + 1] - off[r];
+      const int64_t n = off[r + 1] - off[r], *it = order.data() + off[r];
       if (n == 0) continue;
-      const int64_t* it = order.data() + off[r];
+      const A* const* rpp = rp;
+      const A* cp = coef;
+      A* o = dX + r * T.nIn;
       for (int64_t j = 0; j < n; ++j) rp[j] = x + (it[j] / KL) * T.nIn, coef[j] = GZ[it[j]];
-      combine<A>(dX + r * T.nIn, rp, coef, n, T.nIn);
-      if (db) { A s_ = 0; for (int64_t j = 0; j < n; ++j) s_ += coef[j]; db[r] = s_; }
+      combine<A, 1>(&o, &rpp, &cp, n, T.nIn);
+      if (db) {
+        A acc = 0;
+        for (int64_t j = 0; j < n; ++j) acc += coef[j];
+        db[r] = acc;
+      }
+      o = dY + r * T.nOut;
       for (int64_t j = 0; j < n; ++j) rp[j] = g + (it[j] / KL) * T.nOut, coef[j] = C[it[j]];
-      combine<A>(dY + r * T.nOut, rp, coef, n, T.nOut);
+      combine<A, 1>(&o, &rpp, &cp, n, T.nOut);
     }
   });
 }
