@@ -10,6 +10,7 @@
 #include <torch/library.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -115,15 +116,24 @@ static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor
   return L;
 }
 
+// `t` as a contiguous tensor of dtype `dt` (default: its own), without a dispatcher call when it already is one.
+static at::Tensor contig(const at::Tensor& t, std::optional<at::ScalarType> dt = std::nullopt) {
+  at::Tensor r = dt && *dt != t.scalar_type() ? t.to(*dt) : t;
+  return r.is_contiguous() ? r : r.contiguous();
+}
+
 template <typename S>
 static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& b, int64_t K, int L, int64_t act) {
   return TreeArgs<S>{X.data_ptr<S>(), Y.data_ptr<S>(), b.defined() ? b.data_ptr<S>() : nullptr,
                      X.size(1), Y.size(1), X.size(0) / K, K, L, act};
 }
 
+// Calls fn<S, A> of the selected instruction set. fp16/bf16 storage only has the baseline build: converting their rows
+// to fp32 dominates there, and three more instantiations would double the build time.
 #ifdef FFF_X86
 #define FFF_ISA_CALL(fn, ...)                                            \
-  switch (g_isa) {                                                       \
+  if constexpr (!std::is_same_v<S, A>) baseline::fn<S, A>(__VA_ARGS__);  \
+  else switch (g_isa) {                                                  \
     case kAvx512: avx512::fn<S, A>(__VA_ARGS__); break;                  \
     case kAvx2: avx2::fn<S, A>(__VA_ARGS__); break;                      \
     default: baseline::fn<S, A>(__VA_ARGS__);                            \
@@ -136,9 +146,8 @@ at::Tensor tree_forward_cpu(const at::Tensor& x, const at::Tensor& X, const at::
                             int64_t n_trees, int64_t act) {
   const int L = check_tree(x, X, Y, b, n_trees, act);
   const auto acc = at::toOpMathType(x.scalar_type());
-  const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
-  const at::Tensor xa = x.to(acc).contiguous();
-  at::Tensor y = xa.new_empty({x.size(0), Y.size(1)});
+  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc);
+  at::Tensor y = at::detail::empty_cpu({x.size(0), Y.size(1)}, acc, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tree_forward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
@@ -156,8 +165,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
                     "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
   TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
   const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
-  const at::Tensor Xc = X.contiguous(), Yc = Y.contiguous(), bc = b ? b->contiguous() : at::Tensor();
-  const at::Tensor xa = x.to(acc).contiguous(), ga = grad_y.to(acc).contiguous();
+  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc), ga = contig(grad_y, acc);
   at::Tensor dx = xa.new_empty({x.size(0), X.size(1)}), dX = xa.new_zeros(X.sizes()), dY = xa.new_zeros(Y.sizes());
   at::Tensor db = b ? xa.new_zeros({X.size(0)}) : x.new_empty({0});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
