@@ -14,6 +14,9 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <type_traits>
 #include <vector>
 #include "tree.h"

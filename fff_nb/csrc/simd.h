@@ -12,6 +12,20 @@ template <typename A> using V = typename Vec<A>::type;
 template <typename A> FFF_INLINE V<A> vload(const A* p) { return *reinterpret_cast<const V<A>*>(p); }
 template <typename A> FFF_INLINE void vstore(A* p, V<A> v) { *reinterpret_cast<V<A>*>(p) = v; }
 
+// Non-temporal store of a full vector to an aligned address (bypasses the caches, no read-for-ownership), where the
+// instruction set has one; for outputs too big to stay in cache, so they do not evict the tree's rows.
+template <typename A> FFF_INLINE void vstore_nt(A* p, V<A> v) {
+#if FFF_VBYTES == 64
+  if constexpr (sizeof(A) == 4) _mm512_stream_ps(reinterpret_cast<float*>(p), reinterpret_cast<__m512>(v));
+  else _mm512_stream_pd(reinterpret_cast<double*>(p), reinterpret_cast<__m512d>(v));
+#elif FFF_VBYTES == 32
+  if constexpr (sizeof(A) == 4) _mm256_stream_ps(reinterpret_cast<float*>(p), reinterpret_cast<__m256>(v));
+  else _mm256_stream_pd(reinterpret_cast<double*>(p), reinterpret_cast<__m256d>(v));
+#else
+  vstore(p, v);
+#endif
+}
+
 // Horizontal sum by halving: log2(W) shuffles and adds (a loop over lanes costs ~2x more on the walk's critical path).
 template <typename A> FFF_INLINE A hsum(V<A> v) {
   constexpr int W = Vec<A>::W;
@@ -53,7 +67,8 @@ FFF_INLINE void dots(const A* const* u, const A* const* v, int64_t n, A* out) {
 // out[t] = sum_i c[t][i] * rows[t][i] (length n) for NT outputs, in one pass over each output: a block of 8 vectors
 // stays in registers while that output's nr rows stream through. The column block is the outer loop, so rows that
 // neighbouring outputs share (the top of the tree) are read from L1 after the first output loads them.
-template <typename A, int NT>
+// With STREAM, the full vector blocks of out are written with non-temporal stores (out rows must be aligned).
+template <typename A, int NT, bool STREAM = false>
 FFF_INLINE void combine(A* const* out, const A* const* const* rows, const A* const* c, int64_t nr, int64_t n) {
   constexpr int W = Vec<A>::W, U = 8;
   int64_t j = 0;
@@ -66,7 +81,10 @@ FFF_INLINE void combine(A* const* out, const A* const* const* rows, const A* con
         const A* r = rows[t][i] + j;
         for (int u = 0; u < U; ++u) acc[u] += ci * vload(r + u * W);
       }
-      for (int u = 0; u < U; ++u) vstore(out[t] + j + u * W, acc[u]);
+      for (int u = 0; u < U; ++u) {
+        if constexpr (STREAM) vstore_nt(out[t] + j + u * W, acc[u]);
+        else vstore(out[t] + j + u * W, acc[u]);
+      }
     }
   for (; j + W <= n; j += W)
     for (int t = 0; t < NT; ++t) {
