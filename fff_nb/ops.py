@@ -27,18 +27,18 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
     return f"{prefix}_{h.hexdigest()[:10]}"
 
 # %% ../nbs/02_ops.ipynb
-def build(sources=None, name:str|None=None, verbose:bool=False) -> str:
-    "Compile (or load from the cache) the C++ kernels in `sources` and load them into `torch.ops`; returns the library path."
+def build(sources=None, name:str|None=None, verbose:bool=False):
+    "Compile (or load from the cache) the C++ kernels in `sources`, registering their ops in `torch.ops`; returns the Python module."
     from torch.utils.cpp_extension import load
     sources = [str(s) for s in (sources or [CSRC / 'fff_cpu.cpp'])]
     incs = sorted({str(Path(s).parent) for s in sources})
     return load(name=name or ext_name(sources), sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS,
-                extra_ldflags=['-fopenmp'], is_python_module=False, verbose=verbose)
+                extra_ldflags=['-fopenmp'], verbose=verbose)
 
 # %% ../nbs/02_ops.ipynb
-_STATE = {}  # 'lib': path of the loaded library, or 'error': the exception that stopped the build
+_STATE = {}  # 'lib': the loaded extension module, or 'error': the exception that stopped the build
 
-def load_library() -> str:
+def load_library():
     "Build and load the kernels once per process, and register the ops' Python parts; raises why it can't."
     if 'lib' not in _STATE:
         if 'error' in _STATE: raise _STATE['error']
@@ -69,25 +69,24 @@ def _backward(ctx, grad_y):
     dx, dX, dY, db = torch.ops.fff_nb.tree_backward.default(grad_y, x, X, Y, b, ctx.n_trees, ctx.act)
     return dx, dX, dY, (db if b is not None else None), None, None
 
-_FWD = None  # torch.ops.fff_nb.tree_forward.default once the library is loaded
+_FWD = _KERNEL = None  # the op, and the CPU kernel without the dispatcher, once the library is loaded
 
 def _register_python_parts():
-    global _FWD
-    _FWD = torch.ops.fff_nb.tree_forward.default
+    global _FWD, _KERNEL
+    _FWD, _KERNEL = torch.ops.fff_nb.tree_forward.default, _STATE['lib'].tree_forward_cpu
     torch.library.register_fake('fff_nb::tree_forward')(_fake_forward)
     torch.library.register_fake('fff_nb::tree_backward')(_fake_backward)
     torch.library.register_autograd('fff_nb::tree_forward', _backward, setup_context=_setup_context)
 
 # %% ../nbs/02_ops.ipynb
 _PLAIN = (Tensor, nn.Parameter)
-_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 
-def _direct_keyset(x, X, Y, b):
-    "The CPU kernel's dispatch key set when the call may skip autograd and every Python mode, else None."
-    if torch.is_grad_enabled() and (x.requires_grad or X.requires_grad or Y.requires_grad or (b is not None and b.requires_grad)): return None
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or torch._C._are_functorch_transforms_active(): return None
-    if type(x) not in _PLAIN or type(X) not in _PLAIN or type(Y) not in _PLAIN or (b is not None and type(b) not in _PLAIN): return None
-    return _CPU if x.is_cpu else None
+def _direct_ok(x, X, Y, b) -> bool:
+    "Whether the call may go straight to the CPU kernel: no gradient needed, no Python mode, plain CPU tensors."
+    if torch.is_grad_enabled() and (x.requires_grad or X.requires_grad or Y.requires_grad or (b is not None and b.requires_grad)): return False
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or torch._C._are_functorch_transforms_active(): return False
+    if type(x) not in _PLAIN or type(X) not in _PLAIN or type(Y) not in _PLAIN or (b is not None and type(b) not in _PLAIN): return False
+    return x.is_cpu
 
 # %% ../nbs/02_ops.ipynb
 def _check_args(x:Tensor, X:Tensor, n_trees, act) -> int:
@@ -106,8 +105,7 @@ def tree_forward(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1
     try:
         if type(n_trees) is not int: raise TypeError
         a = ACTS[act]
-        ks = _direct_keyset(x, X, Y, b)
-        if ks is not None: return _FWD._handle.redispatch_boxed(ks, x, X, Y, b, n_trees, a)
+        if _direct_ok(x, X, Y, b): return _KERNEL(x, X, Y, b, n_trees, a)
         return _FWD(x, X, Y, b, n_trees, a)
     except Exception:
         _check_args(x, X, n_trees, act)
