@@ -171,8 +171,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
   const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
   const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc), ga = contig(grad_y, acc);
-  at::Tensor dx = xa.new_empty({x.size(0), X.size(1)}), dX = xa.new_zeros(X.sizes()), dY = xa.new_zeros(Y.sizes());
-  at::Tensor db = b ? xa.new_zeros({X.size(0)}) : x.new_empty({0});
+  const auto empty = [&](at::IntArrayRef size) { return at::detail::empty_cpu(size, acc, {}, {}, {}, {}); };
+  at::Tensor dx = empty({x.size(0), X.size(1)}), dX = empty(X.sizes()), dY = empty(Y.sizes());
+  at::Tensor db = b ? empty({X.size(0)}) : x.new_empty({0});  // every row is written by the kernel
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;

@@ -159,8 +159,9 @@ void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
   });
 }
 
-// Backward: dx per token; dX, dY, db only into visited rows (they arrive zeroed), each row summed by one thread over
-// its tokens in token order, so the result is bitwise the same for any number of threads.
+// Backward: dx per token; dX, dY, db (uninitialised on entry) get every row written exactly once: a visited row the
+// sum over its tokens, in token order and by one thread (so the result is bitwise the same for any number of
+// threads), an unvisited row zeros.
 template <typename S, typename A>
 void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY, A* db, int64_t B) {
   const int64_t KL = T.K * T.L, KN = T.K * T.N, n_items = B * KL;
@@ -210,7 +211,16 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
     std::vector<int64_t> pos(off.begin(), off.end() - 1);
     for (int64_t e = 0; e < n_items; ++e) order[pos[R[e]]++] = e;
   }
-  // phase 3, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
+  // phase 3a: zero the unvisited rows (threads split the rows evenly)
+  at::parallel_for(0, KN, std::max<int64_t>(1, (int64_t(1) << 16) / (T.nIn + T.nOut)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      if (off[r + 1] == off[r]) {
+        std::fill(dX + r * T.nIn, dX + (r + 1) * T.nIn, A(0));
+        std::fill(dY + r * T.nOut, dY + (r + 1) * T.nOut, A(0));
+        if (db) db[r] = 0;
+      }
+  });
+  // phase 3b, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
   // dX[r] = sum GZ x, dY[r] = sum C g, db[r] = sum GZ over the row's tokens in token order
   at::parallel_for(0, n_items, std::max<int64_t>(16, token_grain(T.nIn + T.nOut)), [&](int64_t i0, int64_t i1) {
     Scratch<A>& s = scratch<A>();
