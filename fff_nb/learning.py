@@ -16,10 +16,10 @@ from .data import Data, load_data, DATASETS
 from .bench import record_results, load_results, env_info
 
 # %% auto 0
-__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'ARCHS', 'count_params', 'LowRank', 'token_flops', 'count_flops', 'Family',
-           'knob_grid', 'LeafLayer', 'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender',
-           'default_contenders', 'build_model', 'evaluate', 'train_model', 'Result', 'Study', 'run_study',
-           'record_study', 'format_study', 'plot_curves', 'main']
+__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'count_params', 'LowRank', 'token_flops', 'count_flops',
+           'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families', 'Unreachable', 'Sized', 'size_layer',
+           'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model', 'evaluate', 'train_model', 'Result',
+           'Study', 'run_study', 'record_study', 'format_study', 'plot_curves', 'main']
 
 # %% ../nbs/09_bench_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -44,7 +44,7 @@ TOKEN_FLOPS: dict[type, Callable[[nn.Module], int|None]] = {
 def token_flops(m:nn.Module) -> int|None:
     "Inference FLOPs per token of layer `m` (its `inference_flops()` or a rule in `TOKEN_FLOPS`), or None if unknown."
     if callable(getattr(m, 'inference_flops', None)): return int(m.inference_flops())
-    rule = next((r for t, r in TOKEN_FLOPS.items() if type(m) is t), None)
+    rule = next((TOKEN_FLOPS[t] for t in type(m).__mro__ if t in TOKEN_FLOPS), None)   # subclasses inherit a rule
     return None if rule is None else rule(m)
 
 # %% ../nbs/09_bench_learning.ipynb
@@ -93,24 +93,31 @@ class Family:
     make: Callable[..., nn.Module]
     grid: Callable[[int, int], list[dict]] = lambda nIn, nOut: [{}]
     source: str = ''   # where it was found
+    defaults: dict = field(default_factory=dict)   # preferred values of the size arguments (break ties in sizing)
 
     def __repr__(self): return f"Family({self.name!r} from {self.source})"
 
 # %% ../nbs/09_bench_learning.ipynb
-WIDTHS = sorted({round(1.25**i) for i in range(32)})   # 1 ... 1,262, about 25 % apart
+WIDTHS = sorted({round(1.25**i) for i in range(32)} | {2**i for i in range(11)})   # 1 ... 1,262, at most 25 % apart
 
 SIZE_KNOBS = {'depth': list(range(1, 25)), 'leaf_width': WIDTHS,
-              **{k: [2**i for i in range(9)] for k in ('n_trees', 'parallel_size', 'k', 'n_hidden')},
-              **{k: [2**i for i in range(1, 15)] for k in ('n_nodes', 'nNodes', 'width', 'hidden', 'rank')}}
+              **{k: [2**i for i in range(9)] for k in ('n_trees', 'parallel_size')}, 'k': [2**i for i in range(11)],
+              **{k: WIDTHS for k in ('n_hidden', 'n_nodes', 'nNodes', 'width', 'hidden', 'rank')}}
+
+def knob_defaults(fn:Callable) -> dict:
+    "The numeric defaults of the `SIZE_KNOBS` arguments of constructor `fn`."
+    try: ps = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError): return {}
+    return {p.name: p.default for p in ps if p.name in SIZE_KNOBS and isinstance(p.default, int) and not isinstance(p.default, bool)}
 
 def knob_grid(fn:Callable, fixed:dict|None=None, max_knobs:int=2) -> list[dict]:
     "Candidate sizes for constructor `fn`: the product of the first `max_knobs` `SIZE_KNOBS` in its signature."
     fixed = fixed or {}
     try: params = inspect.signature(fn).parameters
     except (TypeError, ValueError): return [dict(fixed)]
-    knobs = [k for k in params if k in SIZE_KNOBS and k not in fixed][:max_knobs]
+    knobs, dflt = [k for k in params if k in SIZE_KNOBS and k not in fixed][:max_knobs], knob_defaults(fn)
     grid = [dict(fixed)]
-    for k in knobs: grid = [dict(g, **{k: v}) for g in grid for v in SIZE_KNOBS[k]]
+    for k in knobs: grid = [dict(g, **{k: v}) for g in grid for v in sorted(set(SIZE_KNOBS[k]) | set([dflt[k]] if k in dflt else []))]
     return grid
 
 # %% ../nbs/09_bench_learning.ipynb
@@ -127,12 +134,26 @@ class LeafLayer(nn.Module):
     def aux_loss(self): return self._aux
     def inference_flops(self):
         f = self.fff
-        return 2 * (int(f.depth) * f.input_width + f.input_width * f.leaf_width + f.leaf_width * f.output_width)
+        i, o = (getattr(f, a, None) or getattr(f, b) for a, b in (('input_width', 'in_features'), ('output_width', 'out_features')))
+        return 2 * (int(f.depth) * i + i * f.leaf_width + f.leaf_width * o)
 
 # %% ../nbs/09_bench_learning.ipynb
 def _ufb_flops(m) -> int|None:
-    a = [getattr(m, k, None) for k in ('parallel_size', 'depth', 'input_width', 'output_width')]
+    a = [getattr(m, k, None) for k in ('parallel_size', 'depth', 'in_features', 'out_features')]
     return None if None in a else 2 * int(a[0]) * (int(a[1]) + 1) * (int(a[2]) + int(a[3]))
+
+# VARIANTS entries that would duplicate a family: why they are left out
+SAME_AS = {'fff': 'the same layer as family FFF', 'recursive': 'the same function as FFF (only the execution order differs)',
+           'ultra': 'the same layer as family UltraFFF'}
+
+def _register_variant_flops(fn):
+    "Count a variant class with `fff_nb.variants.inference_flops` unless it (or a parent) already has a rule."
+    if not inspect.isclass(fn) or any(t in TOKEN_FLOPS for t in fn.__mro__): return
+    from fff_nb.variants import inference_flops
+    def rule(m):
+        try: return inference_flops(m)
+        except (TypeError, AttributeError): return None
+    TOKEN_FLOPS[fn] = rule
 
 def _try_import(name:str, attr:str, skipped:dict):
     try: return getattr(importlib.import_module(name), attr)
@@ -150,11 +171,13 @@ def find_families(backend:str='torch', leaf_depth:int=3, hardening:float=0.1) ->
                                  lambda i, o: [dict(leaf_width=w) for w in WIDTHS], 'fff_nb.leaf')
     if (Ultra := _try_import('fff_nb.ultrafastbert', 'UltraFFF', skipped)) is not None:
         TOKEN_FLOPS.setdefault(Ultra, _ufb_flops)
-        fams['UltraFFF'] = Family('UltraFFF', lambda i, o, depth, parallel_size: Ultra(i, o, depth, parallel_size=parallel_size),
+        fams['UltraFFF'] = Family('UltraFFF', lambda i, o, depth, parallel_size: Ultra(i, o, depth, parallel_size=parallel_size, backend=backend),
                                   lambda i, o: [dict(depth=d, parallel_size=k) for k in SIZE_KNOBS['parallel_size'] for d in range(0, 17)],
-                                  'fff_nb.ultrafastbert')
+                                  'fff_nb.ultrafastbert', dict(parallel_size=1))
     for name, fn in (_try_import('fff_nb.variants', 'VARIANTS', skipped) or {}).items():
-        fams[name] = Family(name, fn, lambda i, o, fn=fn: knob_grid(fn), 'fff_nb.variants')
+        if name in SAME_AS: skipped[f"fff_nb.variants.VARIANTS[{name!r}]"] = SAME_AS[name]; continue
+        _register_variant_flops(fn)
+        fams[name] = Family(name, fn, lambda i, o, fn=fn: knob_grid(fn), 'fff_nb.variants', knob_defaults(fn))
     return fams, skipped
 
 # %% ../nbs/09_bench_learning.ipynb
@@ -167,11 +190,18 @@ class Sized:
     family: str; nIn: int; nOut: int; size: dict; params: int; flops: int
 
 # %% ../nbs/09_bench_learning.ipynb
+_MEASURED = {}   # (family, constructor, nIn, nOut, size) -> (params, flops): sizing repeats for every seed
+
 def _measure(fam:Family, nIn:int, nOut:int, size:dict, measure_cap:int) -> tuple[int, int|None]:
+    key = (fam.name, id(fam.make), nIn, nOut, tuple(sorted(size.items())))
+    if key not in _MEASURED: _MEASURED[key] = _measure_once(fam, nIn, nOut, size, measure_cap)
+    return _MEASURED[key]
+
+def _measure_once(fam:Family, nIn:int, nOut:int, size:dict, measure_cap:int) -> tuple[int, int|None]:
     try:
         with torch.device('meta'): m = fam.make(nIn, nOut, **size)
-    except Exception:
-        m = None
+    except ValueError: raise                  # the family rejects this size (or it is too big): not a candidate
+    except Exception: m = None                # some op has no meta kernel
     if m is None or token_flops(m) is None:   # no analytic count: build for real (if small enough) and measure
         if m is not None and count_params(m) > measure_cap: return count_params(m), None
         m = fam.make(nIn, nOut, **size)
@@ -181,6 +211,9 @@ def _measure(fam:Family, nIn:int, nOut:int, size:dict, measure_cap:int) -> tuple
     return count_params(m), token_flops(m)
 
 # %% ../nbs/09_bench_learning.ipynb
+def _dist(size:dict, defaults:dict) -> float:
+    return sum(abs(math.log(size[k] / v)) for k, v in defaults.items() if k in size and v > 0)
+
 def size_layer(fam:Family, nIn:int, nOut:int, metric:str, target:float, max_params:int, tolerance:float=1.5) -> Sized:
     "The size of `fam` for slot `nIn -> nOut` whose `metric` ('params' or 'flops') is closest to `target`."
     if metric not in ('params', 'flops'): raise ValueError(f"`metric` must be 'params' or 'flops', got {metric!r}")
@@ -191,7 +224,8 @@ def size_layer(fam:Family, nIn:int, nOut:int, metric:str, target:float, max_para
         if p <= max_params and f: cands.append((abs(math.log((p if metric == 'params' else f) / target)), size, p, f))
     if not cands: raise Unreachable(f"{fam.name}: no size of {nIn} -> {nOut} has at most {max_params:,} parameters")
     best = min(c[0] for c in cands)
-    err, size, p, f = next(c for c in cands if c[0] <= best + math.log(1.02))
+    ties = [c for c in cands if c[0] <= best + math.log(1.1)]
+    err, size, p, f = min(ties, key=lambda c: (_dist(c[1], fam.defaults), c[0]))   # then grid order
     if best > math.log(tolerance):
         raise Unreachable(f"{fam.name} cannot reach {target:,.0f} {metric} for {nIn} -> {nOut} within {max_params:,} "
                           f"parameters: the closest is {size} with {p:,} params, {f:,} FLOPs")
@@ -266,13 +300,18 @@ def evaluate(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=1024) -> tuple[
 
 # %% ../nbs/09_bench_learning.ipynb
 def _aux_loss(model:nn.Module):
-    terms = [a for m in model.modules() if callable(getattr(m, 'aux_loss', None)) and (a := m.aux_loss()) is not None]
+    "Sum of the `aux_loss` (a tensor attribute, or a method returning one) of the modules of `model`; None if none."
+    terms = []
+    for m in model.modules():
+        a = getattr(m, 'aux_loss', None)
+        if callable(a): a = a()
+        if isinstance(a, Tensor): terms.append(a)
     return sum(terms) if terms else None
 
 # %% ../nbs/09_bench_learning.ipynb
 def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, lr:float=1e-3, weight_decay:float=0.01,
                 seed:int=0, progress:bool=True, desc:str='') -> dict:
-    "Train `model` on `data` (AdamW, cross-entropy); per-epoch curves (epoch 0 = untrained) and training seconds."
+    "Train `model` on `data` (AdamW, cross-entropy); per-epoch curves (epoch 0 = untrained), training seconds, final train accuracy."
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen, n = torch.Generator().manual_seed(seed), len(data.y_train)
     h = dict(zip(('test_loss', 'test_acc'), map(lambda v: [v], evaluate(model, data.x_test, data.y_test))), train_loss=[None], train_acc=[None], train_s=0.)
@@ -291,6 +330,7 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
         h['train_loss'].append(tl / n); h['train_acc'].append(tr / n)
         for k, v in zip(('test_loss', 'test_acc'), evaluate(model, data.x_test, data.y_test)): h[k].append(v)
         if progress: bar.set_postfix(test_acc=f"{h['test_acc'][-1]:.3f}")
+    h['final_train_loss'], h['final_train_acc'] = evaluate(model, data.x_train, data.y_train)   # memorisation, eval mode
     return h
 
 # %% ../nbs/09_bench_learning.ipynb
@@ -302,6 +342,7 @@ class Result:
     seeds: list = field(default_factory=list)
 
     def final(self, key='test_acc') -> list[float]: return [h[key][-1] for h in self.histories]
+    def fit(self) -> list[float]: return [h['final_train_acc'] for h in self.histories]
     @property
     def train_s(self) -> float: return statistics.mean(h['train_s'] for h in self.histories)
 
@@ -310,7 +351,7 @@ def _db_rows(r:Result, cfg:dict, env:dict, run_id:str) -> list[dict]:
     return [dict(run_id=run_id, bench='learning', impl=r.name, batch=cfg['batch_size'], nIn=cfg['nIn'], nOut=cfg['classes'],
                  mode='train', median_s=h['train_s'] / max(1, cfg['epochs']), n=cfg['epochs'], baseline='dense', **env,
                  extra=dict(dataset=cfg['dataset'], arch=cfg['arch'], family=r.family, match=r.match, seed=s,
-                            test_acc=h['test_acc'][-1], test_loss=h['test_loss'][-1], train_acc=h['train_acc'][-1],
+                            test_acc=h['test_acc'][-1], test_loss=h['test_loss'][-1], train_acc=h['final_train_acc'],
                             params=r.params, flops=r.flops, layer_params=r.layer_params, layer_flops=r.layer_flops,
                             sizes=r.sizes, epochs=cfg['epochs'], lr=cfg['lr'], train_s=h['train_s'], test_acc_curve=h['test_acc']))
             for s, h in zip(r.seeds, r.histories)]
@@ -376,15 +417,16 @@ def _fmt_size(sizes:list) -> str:
 
 # %% ../nbs/09_bench_learning.ipynb
 def format_study(study:Study) -> str:
-    "A plain-text table of `study`: per contender, slot sizes, parameters, FLOPs, test accuracy mean ± std, loss, time."
+    "A plain-text table of `study`: per contender, slot sizes, parameters, FLOPs, test accuracy mean ± std, loss, train accuracy, time."
     c = study.config
     head = (f"learning | {c['dataset']} | {c['arch']} | {c['epochs']} epochs, batch {c['batch_size']}, AdamW lr {c['lr']:g} | "
             f"seeds {','.join(map(str, c['seeds']))} | {c['threads']} thread(s) | FFF backend {c['backend']}")
-    cols = f"{'contender':42s}{'sizes per swapped layer':34s}{'params':>10s}{'FLOPs':>11s}{'layer FLOPs':>12s}{'test acc %':>14s}{'loss':>7s}{'train s':>9s}"
+    cols = (f"{'contender':42s}{'sizes per swapped layer':34s}{'params':>10s}{'FLOPs':>11s}{'layer FLOPs':>12s}"
+            f"{'test acc %':>14s}{'loss':>7s}{'train acc %':>13s}{'train s':>9s}")
     lines = [head, cols]
     for r in study.results:
         lines.append(f"{r.name:42s}{_fmt_size(r.sizes):34s}{r.params:>10,}{r.flops:>11,}{r.layer_flops:>12,}"
-                     f"{_pm(r.final()):>14s}{statistics.mean(r.final('test_loss')):7.3f}{r.train_s:9.1f}")
+                     f"{_pm(r.final()):>14s}{statistics.mean(r.final('test_loss')):7.3f}{_pm(r.fit()):>13s}{r.train_s:9.1f}")
     lines += [f"skipped: {k}: {v}" for k, v in study.skipped.items()]
     lines += [f"not available: {k} ({v})" for k, v in study.families_skipped.items()]
     return '\n'.join(lines)
