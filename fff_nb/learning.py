@@ -16,10 +16,10 @@ from .data import Data, load_data, DATASETS
 from .bench import record_results, load_results, env_info
 
 # %% auto 0
-__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'count_params', 'LowRank', 'token_flops', 'count_flops',
-           'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families', 'Unreachable', 'Sized', 'size_layer',
-           'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model', 'evaluate', 'train_model', 'Result',
-           'Study', 'run_study', 'record_study', 'format_study', 'plot_curves', 'main']
+__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'SIZE_ABBREV', 'count_params', 'LowRank', 'token_flops',
+           'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families', 'Unreachable', 'Sized',
+           'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model', 'evaluate', 'train_model',
+           'Result', 'Study', 'run_study', 'record_study', 'format_study', 'plot_curves', 'main']
 
 # %% ../nbs/09_bench_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -379,7 +379,7 @@ def run_study(data:Data|str='digits', arch:str='mlp', contenders:list|None=None,
     cfg = dict(dataset=data.name, arch=arch, epochs=epochs, seeds=list(seeds), batch_size=batch_size, lr=lr, hidden=hidden,
                nIn=math.prod(data.shape), classes=data.classes, backend=backend, threads=torch.get_num_threads())
     for c in contenders:
-        try: r = _run_contender(c, data, arch, families, built, cfg, max_factor, progress)
+        try: r = _run_contender(c, data, arch, families, built, cfg, max_factor, progress, results)
         except (Unreachable, KeyError) as e: skipped[c.name] = e.args[0]; continue
         results.append(r)
     study = Study(cfg, results, skipped, fskipped)
@@ -387,13 +387,16 @@ def run_study(data:Data|str='digits', arch:str='mlp', contenders:list|None=None,
     return study
 
 # %% ../nbs/09_bench_learning.ipynb
-def _run_contender(c:Contender, data:Data, arch:str, families:dict, built:dict, cfg:dict, max_factor:float, progress:bool) -> Result:
+def _run_contender(c:Contender, data:Data, arch:str, families:dict, built:dict, cfg:dict, max_factor:float, progress:bool,
+                   done:list=()) -> Result:
     r = None
     for seed in cfg['seeds']:
         torch.manual_seed(seed)
         model, sized = build_model(c, arch, data, families, built, cfg['hidden'], max_factor)
         if r is None:
             built[c.name] = sized
+            same = next((o.name for o in done if o.family == c.family and o.sizes == [s.size for s in sized]), None)
+            if same: raise Unreachable(f"the same model as {same!r}")
             r = Result(c.name, c.family, c.match, [s.size for s in sized], count_params(model), count_flops(model, data.x_test[:2]),
                        sum(s.params for s in sized), sum(s.flops for s in sized))
         r.histories.append(train_model(model, data, cfg['epochs'], cfg['batch_size'], cfg['lr'], seed=seed, progress=progress,
@@ -412,8 +415,10 @@ def _pm(xs:list[float]) -> str:
     m = 100 * statistics.mean(xs)
     return f"{m:5.1f} ± {100 * statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{m:5.1f}"
 
+SIZE_ABBREV = {'depth': 'D', 'parallel_size': 'K', 'n_trees': 'K', 'n_nodes': 'N', 'n_hidden': 'H', 'leaf_width': 'l', 'rank': 'r'}
+
 def _fmt_size(sizes:list) -> str:
-    return ', '.join('/'.join(f"{k}={v}" for k, v in s.items()) or '·' for s in sizes)
+    return ', '.join(' '.join(f"{SIZE_ABBREV.get(k, k)}{v}" for k, v in s.items()) or '·' for s in sizes)
 
 # %% ../nbs/09_bench_learning.ipynb
 def format_study(study:Study) -> str:
