@@ -16,10 +16,11 @@ from .data import Data, load_data, DATASETS
 from .bench import record_results, load_results, env_info
 
 # %% auto 0
-__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'SIZE_ABBREV', 'count_params', 'LowRank', 'token_flops',
-           'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families', 'Unreachable', 'Sized',
-           'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model', 'evaluate', 'train_model',
-           'Result', 'Study', 'run_study', 'record_study', 'format_study', 'plot_curves', 'main']
+__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'SIZE_ABBREV', 'MARKERS', 'count_params', 'LowRank',
+           'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families',
+           'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model',
+           'evaluate', 'train_model', 'Result', 'Study', 'run_study', 'record_study', 'format_study', 'plot_curves',
+           'plot_tradeoff', 'main']
 
 # %% ../nbs/09_bench_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -437,12 +438,13 @@ def format_study(study:Study) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/09_bench_learning.ipynb
-def plot_curves(study:Study, axs=None, title:str|None=None):
-    "Test accuracy and test loss per epoch of every contender in `study` (mean over seeds, band = min..max)."
+def plot_curves(study:Study, axs=None, title:str|None=None, only:Callable|None=None):
+    "Test accuracy and loss per epoch of the contenders of `study` passing `only(result)` (mean over seeds, band = min..max)."
     if axs is None:
         import matplotlib.pyplot as plt
         axs = plt.subplots(1, 2, figsize=(12, 4))[1]
     for r in study.results:
+        if only is not None and not only(r): continue
         for ax, key in zip(axs, ('test_acc', 'test_loss')):
             ys = torch.tensor([h[key] for h in r.histories])
             ep = range(ys.shape[1])
@@ -454,6 +456,24 @@ def plot_curves(study:Study, axs=None, title:str|None=None):
         ax.set_title(title or f"{c['dataset']}, {c['arch']}, seeds {c['seeds']}")
     axs[1].set_yscale('log'); axs[0].legend(fontsize=7)
     return axs
+
+# %% ../nbs/09_bench_learning.ipynb
+MARKERS = {None: 's', 'params': 'o', 'flops': '^'}
+
+def plot_tradeoff(study:Study, ax=None, title:str|None=None):
+    "Test accuracy (mean, error bar = std over seeds) against inference FLOPs of the swapped layers, one point per contender."
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.subplots(figsize=(7, 5))[1]
+    for r in study.results:
+        a = torch.tensor(r.final()) * 100
+        ax.errorbar(r.layer_flops, a.mean(), yerr=a.std() if len(a) > 1 else None, marker=MARKERS.get(r.match, 'o'),
+                    ms=5, capsize=2, color='k' if r.family == 'dense' else 'C7' if r.family == 'low-rank' else None)
+        ax.annotate(r.name, (r.layer_flops, a.mean()), fontsize=6, xytext=(3, 2), textcoords='offset points')
+    c = study.config
+    ax.set_xscale('log'); ax.set_xlabel('inference FLOPs of the swapped layers, per sample'); ax.set_ylabel('test accuracy %')
+    ax.set_title(title or f"{c['dataset']}, {c['arch']}: o = params of dense, ^ = FLOPs of dense, grey = low-rank")
+    return ax
 
 # %% ../nbs/09_bench_learning.ipynb
 @call_parse
