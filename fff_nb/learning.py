@@ -5,6 +5,7 @@
 # %% ../nbs/09_bench_learning.ipynb 1
 from __future__ import annotations
 import math, os, time, json, inspect, importlib, warnings, statistics
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable
 import torch
@@ -156,6 +157,14 @@ def _register_variant_flops(fn):
         except (TypeError, AttributeError): return None
     TOKEN_FLOPS[fn] = rule
 
+def _accepts(fn:Callable, arg:str) -> bool:
+    "Does constructor `fn` take a keyword argument `arg` (directly or through its parent's `**kwargs`)?"
+    try: ps = inspect.signature(fn).parameters
+    except (TypeError, ValueError): return False
+    if arg in ps: return True
+    return inspect.isclass(fn) and any(p.kind == p.VAR_KEYWORD for p in ps.values()) and any(
+        arg in inspect.signature(b.__init__).parameters for b in fn.__mro__[1:] if '__init__' in vars(b))
+
 def _try_import(name:str, attr:str, skipped:dict):
     try: return getattr(importlib.import_module(name), attr)
     except Exception as e: skipped[f"{name}.{attr}"] = f"{type(e).__name__}: {e}"
@@ -178,7 +187,8 @@ def find_families(backend:str='torch', leaf_depth:int=3, hardening:float=0.1) ->
     for name, fn in (_try_import('fff_nb.variants', 'VARIANTS', skipped) or {}).items():
         if name in SAME_AS: skipped[f"fff_nb.variants.VARIANTS[{name!r}]"] = SAME_AS[name]; continue
         _register_variant_flops(fn)
-        fams[name] = Family(name, fn, lambda i, o, fn=fn: knob_grid(fn), 'fff_nb.variants', knob_defaults(fn))
+        make = partial(fn, backend=backend) if _accepts(fn, 'backend') else fn
+        fams[name] = Family(name, make, lambda i, o, fn=fn: knob_grid(fn), 'fff_nb.variants', knob_defaults(fn))
     return fams, skipped
 
 # %% ../nbs/09_bench_learning.ipynb
