@@ -89,7 +89,9 @@ def launch(fn:Callable,               # importable function run on every rank as
            threads:int=1,             # torch threads per process
            start_method:str='forkserver'): # or 'spawn' (a fresh interpreter per process: slower start)
     "Run `fn(*args)` in `world_size` processes joined by gloo on loopback; returns the list of their results."
-    if start_method == 'forkserver': multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
+    if start_method == 'forkserver':  # (the __main__ module is imported by the children anyway: not twice)
+        main = getattr(sys.modules.get('__main__'), '__spec__', None)
+        multiprocessing.set_forkserver_preload([m for m in FORKSERVER_PRELOAD if main is None or m != main.name])
     with tempfile.TemporaryDirectory() as out:
         ctx = mp.start_processes(_importable(_run_rank), args=(_importable(fn), args, world_size, free_port(), out, timeout_s, threads),
                                  nprocs=world_size, join=False, start_method=start_method)
@@ -100,7 +102,7 @@ def launch(fn:Callable,               # importable function run on every rank as
         except Exception:
             for r in range(world_size):
                 p = Path(out) / f'{r}.log'
-                if p.exists(): sys.stderr.write(f"--- rank {r} output (last lines) ---\n" + '\n'.join(p.read_text().splitlines()[-15:]) + '\n')
+                if p.exists() and p.stat().st_size: sys.stderr.write(f"--- rank {r} output (last lines) ---\n" + '\n'.join(p.read_text().splitlines()[-15:]) + '\n')
             raise
         finally:
             for p in ctx.processes:
@@ -138,14 +140,16 @@ _FAMILIES = {  # name -> zero-argument function returning {layer name: factory(n
 
 def tree_layers(verbose:bool=False) -> dict:
     "Factories `f(nIn, nOut) -> nn.Module` of every tree layer buildable here; `verbose` prints what is skipped and why."
-    res = {}
+    res, why = {}, lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for fam, get in _FAMILIES.items():
-        try:
-            fs = get()
-            for name, f in fs.items(): f(8, 4)  # fails here if the constructor does not take these arguments
-            res.update(fs)
+        try: fs = get()
         except Exception as e:
-            if verbose: print(f"skip {fam}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            if verbose: print(f"skip {fam}: {why(e)}")
+            continue
+        for name, f in fs.items():
+            try: f(8, 4); res[name] = f  # the constructor takes these arguments
+            except Exception as e:
+                if verbose: print(f"skip {name}: {why(e)}")
     return res
 
 # %% ../nbs/11_distributed.ipynb
