@@ -294,7 +294,7 @@ def sync_usage(model:nn.Module, group=None) -> nn.Module:
 
 # %% ../nbs/11_distributed.ipynb
 def usage_job(layer:str='FFF[torch]', batch:int=16, steps:int=2) -> dict:
-    "Node visits of the first layer after `steps` forwards of this rank's shards, before and after `sync_usage`, per wrapper."
+    "Node visits of the first layer after `steps` training passes on this rank's shards, before and after `sync_usage`, per wrapper."
     (rank, ws), (x, y), res = rank_size(), digits(), {}
     for how, wrap in (('DDP', DDP), ('ddp', ddp), ('fsdp', fsdp)):
         base = make_model(layer); base[0].track_usage = True
