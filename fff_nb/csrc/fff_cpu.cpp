@@ -1,0 +1,206 @@
+// fff_cpu.cpp: the fused CPU kernels of the FFF tree op, forward and backward, registered with torch.library.
+//
+//   fff_nb::tree_forward(x, X, Y, b?, n_trees, act) -> y                  y = sum over trees and levels act(z) Y[node]
+//   fff_nb::tree_backward(grad_y, x, X, Y, b?, n_trees, act) -> (dx, dX, dY, db)   (the backward recomputes the walk)
+//
+// Semantics are those of fff_nb.core.tree_torch (see tree.h). The inner loops (simd.h) and drivers (fff_cpu_impl.h)
+// are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set; the best one the CPU supports
+// is picked at load time (and can be forced with the `_set_isa` op for tests).
+// Only light headers (no torch/extension.h): the first build must stay short. The one pybind11 function is the
+// eager inference entry point: it calls the CPU kernel without the dispatcher's boxing (~0.5 us at batch 1).
+#include <torch/library.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
+#include <algorithm>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <type_traits>
+#include <vector>
+#include "tree.h"
+
+#define FFF_INLINE inline __attribute__((always_inline))
+
+namespace fff_nb {
+
+// The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).
+template <typename S> struct TreeArgs {
+  const S *X, *Y, *b;
+  int64_t nIn, nOut, N, K;  // row widths, nodes per tree, trees
+  int L;                    // levels
+  int64_t act;
+};
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FFF_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
+namespace avx512 {
+#define FFF_VBYTES 64
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+#define FFF_VBYTES 32
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+namespace baseline {  // portable: 16-byte generic vectors, lowered to SSE2, NEON or scalar code by the compiler
+#define FFF_VBYTES 16
+#include "simd.h"
+#include "fff_cpu_impl.h"
+#undef FFF_VBYTES
+}  // namespace baseline
+
+// ---- instruction-set selection ----
+enum Isa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+static const char* kIsaNames[] = {"baseline", "avx2", "avx512"};
+
+static int best_isa() {
+#ifdef FFF_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kAvx2;
+#endif
+  return kBaseline;
+}
+static int g_isa = best_isa();
+
+// The instruction sets this CPU can run, best first.
+std::vector<std::string> isas() {
+  std::vector<std::string> r;
+  for (int i = best_isa(); i >= 0; --i) r.push_back(kIsaNames[i]);
+  return r;
+}
+// Force the instruction set by name (for tests and benchmarks; "" keeps it); returns the one in use before.
+std::string set_isa(c10::string_view name) {
+  std::string prev = kIsaNames[g_isa];
+  if (name.empty()) return prev;
+  for (int i = 0; i <= best_isa(); ++i)
+    if (name == kIsaNames[i]) { g_isa = i; return prev; }
+  TORCH_CHECK_VALUE(false, "instruction set '", std::string(name), "' is not available on this CPU");
+  return prev;
+}
+
+// ---- argument checks (the Python wrapper gives friendlier messages first; these keep direct op calls safe) ----
+static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                      int64_t n_trees, int64_t act) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, nIn), got shape ", x.sizes());
+  TORCH_CHECK_VALUE(X.dim() == 2 && Y.dim() == 2, "`X` and `Y` must be 2-D, got shapes ", X.sizes(), " and ", Y.sizes());
+  TORCH_CHECK_VALUE(x.size(1) == X.size(1), "`x` must have shape (..., nIn) with nIn=", X.size(1), ", got shape ", x.sizes());
+  TORCH_CHECK_VALUE(Y.size(0) == X.size(0), "`X` and `Y` must have the same number of rows, got ", X.size(0), " and ", Y.size(0));
+  TORCH_CHECK_VALUE(n_trees >= 1, "`n_trees` must be a positive int, got ", n_trees);
+  TORCH_CHECK_VALUE(X.size(0) % n_trees == 0, "`X` has ", X.size(0), " rows, not a multiple of `n_trees`=", n_trees);
+  const int L = fff::tree_levels(X.size(0) / n_trees);
+  TORCH_CHECK_VALUE(L > 0, "a complete tree has 2**depth - 1 nodes, got ", X.size(0) / n_trees, " rows per tree");
+  TORCH_CHECK_VALUE(act == fff::kIdentity || act == fff::kGelu, "`act` must be 0 (identity) or 1 (gelu), got ", act);
+  TORCH_CHECK_TYPE(x.is_floating_point(), "`x` must be a floating-point tensor, got ", x.scalar_type());
+  TORCH_CHECK_TYPE(X.scalar_type() == x.scalar_type() && Y.scalar_type() == x.scalar_type(),
+                   "`x`, `X` and `Y` must have the same dtype, got ", x.scalar_type(), ", ", X.scalar_type(), ", ", Y.scalar_type());
+  TORCH_CHECK_VALUE(x.device().is_cpu() && X.device().is_cpu() && Y.device().is_cpu(), "tree op: CPU kernel got non-CPU tensors");
+  if (b) {
+    TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == X.size(0), "`b` must have shape (", X.size(0), ",), got ", b->sizes());
+    TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), "`b` must have dtype ", x.scalar_type(), ", got ", b->scalar_type());
+    TORCH_CHECK_VALUE(b->device().is_cpu(), "tree op: CPU kernel got a non-CPU `b`");
+  }
+  return L;
+}
+
+// `t` as a contiguous tensor of dtype `dt` (default: its own), without a dispatcher call when it already is one.
+static at::Tensor contig(const at::Tensor& t, std::optional<at::ScalarType> dt = std::nullopt) {
+  at::Tensor r = dt && *dt != t.scalar_type() ? t.to(*dt) : t;
+  return r.is_contiguous() ? r : r.contiguous();
+}
+
+template <typename S>
+static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& b, int64_t K, int L, int64_t act) {
+  return TreeArgs<S>{X.data_ptr<S>(), Y.data_ptr<S>(), b.defined() ? b.data_ptr<S>() : nullptr,
+                     X.size(1), Y.size(1), X.size(0) / K, K, L, act};
+}
+
+// Calls fn<S, A> of the selected instruction set. fp16/bf16 storage only has the baseline build: converting their rows
+// to fp32 dominates there, and three more instantiations would double the build time.
+#ifdef FFF_X86
+#define FFF_ISA_CALL(fn, ...)                                            \
+  if constexpr (!std::is_same_v<S, A>) baseline::fn<S, A>(__VA_ARGS__);  \
+  else switch (g_isa) {                                                  \
+    case kAvx512: avx512::fn<S, A>(__VA_ARGS__); break;                  \
+    case kAvx2: avx2::fn<S, A>(__VA_ARGS__); break;                      \
+    default: baseline::fn<S, A>(__VA_ARGS__);                            \
+  }
+#else
+#define FFF_ISA_CALL(fn, ...) baseline::fn<S, A>(__VA_ARGS__);
+#endif
+
+at::Tensor tree_forward_cpu(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                            int64_t n_trees, int64_t act) {
+  const int L = check_tree(x, X, Y, b, n_trees, act);
+  const auto acc = at::toOpMathType(x.scalar_type());
+  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc);
+  at::Tensor y = at::detail::empty_cpu({x.size(0), Y.size(1)}, acc, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tree_forward_cpu", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto T = tree_args<S>(Xc, Yc, bc, n_trees, L, act);
+    FFF_ISA_CALL(forward, T, xa.data_ptr<A>(), y.data_ptr<A>(), x.size(0));
+  });
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y,
+    const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
+  const int L = check_tree(x, X, Y, b, n_trees, act);
+  TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
+                    "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
+  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
+  const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
+  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc), ga = contig(grad_y, acc);
+  const auto empty = [&](at::IntArrayRef size) { return at::detail::empty_cpu(size, acc, {}, {}, {}, {}); };
+  at::Tensor dx = empty({x.size(0), X.size(1)}), dX = empty(X.sizes()), dY = empty(Y.sizes());
+  at::Tensor db = b ? empty({X.size(0)}) : x.new_empty({0});  // every row is written by the kernel
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto T = tree_args<S>(Xc, Yc, bc, n_trees, L, act);
+    FFF_ISA_CALL(backward, T, ga.data_ptr<A>(), xa.data_ptr<A>(), dx.data_ptr<A>(), dX.data_ptr<A>(), dY.data_ptr<A>(),
+                 b ? db.data_ptr<A>() : nullptr, x.size(0));
+  });
+  if (acc != dt) dx = dx.to(dt), dX = dX.to(dt), dY = dY.to(dt), db = db.to(dt);
+  return {dx, dX, dY, db};
+}
+
+}  // namespace fff_nb
+
+TORCH_LIBRARY(fff_nb, m) {
+  m.def("tree_forward(Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> Tensor");
+  m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("_isas() -> str[]", &fff_nb::isas);          // instruction sets of this CPU's kernels, best first
+  m.def("_set_isa(str name) -> str", &fff_nb::set_isa);  // force one ('' to query); returns the previous
+}
+
+TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
+  m.impl("tree_forward", &fff_nb::tree_forward_cpu);
+  m.impl("tree_backward", &fff_nb::tree_backward_cpu);
+}
+
+// The kernel itself, for callers that already know no autograd, Python mode or other device is involved.
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tree_forward_cpu", &fff_nb::tree_forward_cpu, "the CPU kernel of fff_nb::tree_forward, without the dispatcher",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+}

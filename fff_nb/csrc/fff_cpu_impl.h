@@ -1,0 +1,260 @@
+// fff_cpu_impl.h: forward and backward drivers of the CPU tree op: token tiles, sorting tokens by node so that a tile's
+// tokens share the rows of the top of the tree, threads, deterministic gradient reductions.
+// Included by fff_cpu.cpp once per instruction set, after simd.h, inside that instruction set's namespace.
+// S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). Token
+// rows (x, y, grad_y, dx) and gradient buffers are already A here; tree rows are converted on the fly when S != A.
+// No include guard on purpose.
+
+constexpr int kTile = 8;  // tokens walked together: 8 interleaved dot products hide the latency of each row's loads
+
+template <typename S, typename A> FFF_INLINE const A* as_acc(const S* p, A* buf, int64_t n) {
+  if constexpr (std::is_same_v<S, A>) return p;
+  else {
+    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<A>(p[i]);
+    return buf;
+  }
+}
+
+// Calls f(std::integral_constant<int, nt>{}, i) on tiles [i, i+nt) covering [0, n): nt = NT, then NT/2, ..., 1.
+template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + NT <= n; i += NT) f(std::integral_constant<int, NT>{}, i);
+  if constexpr (NT > 1)
+    if (i < n) for_tiles<NT / 2>(n - i, [&](auto nt, int64_t j) { f(nt, i + j); });
+}
+
+// Per-thread scratch, grown on demand and kept between calls (no allocation on the hot path).
+template <typename A> struct Scratch {
+  std::vector<int64_t> R, node, perm, tmp, cnt;
+  std::vector<A> Z, buf, buf2;
+  std::vector<const A*> P;
+};
+template <typename A> Scratch<A>& scratch() {
+  static thread_local Scratch<A> s;
+  return s;
+}
+template <typename Vt> FFF_INLINE auto* grow(Vt& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Tokens per parallel chunk: enough work (~2^18 multiply-adds) to pay for waking a thread.
+inline int64_t token_grain(int64_t work_per_token) {
+  return std::max<int64_t>(4, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_token));
+}
+
+// Walk levels [l0, l1) of tree k for NT tokens (rows xs) from node[t]; visited rows and pre-activations z go to
+// rows[t][k*L + l] and z[t][k*L + l].
+template <typename S, typename A, int NT>
+FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const A* const* xs, int64_t* node,
+                     int64_t* const* rows, A* const* z, A* buf) {
+  for (int l = l0; l < l1; ++l) {
+    const A* rp[NT];
+    A lam[NT];
+    for (int t = 0; t < NT; ++t) rp[t] = as_acc<S, A>(T.X + (k * T.N + node[t]) * T.nIn, buf + t * T.nIn, T.nIn);
+    dots<A, NT>(xs, rp, T.nIn, lam);
+    for (int t = 0; t < NT; ++t) {
+      const int64_t r = k * T.N + node[t];
+      const A zz = lam[t] + (T.b ? static_cast<A>(T.b[r]) : A(0));
+      rows[t][k * T.L + l] = r;
+      z[t][k * T.L + l] = zz;
+      node[t] = fff::child(node[t], zz);
+    }
+  }
+}
+
+// Route tokens x[0, M) down every tree: visited rows R and pre-activations Z (M x K*L, token-major), and in s.perm an
+// order of the tokens in which neighbours share their path through the top Ts levels (Ts: the deepest level that
+// still has >= TILE tokens per node on average). The walk goes in stages: levels [0, 3) in input order, then before
+// each of levels 3, 6, ... below Ts and before Ts itself the tokens are stably counting-sorted by their current node,
+// so that each tile's tokens mostly visit the same rows in the next stage and read each once from memory instead of
+// TILE times. (A stage costs one more pass over the tokens' rows; sorting only at Ts shares less at large batch.)
+template <typename S, typename A, int TILE = kTile>
+void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratch<A>& s) {
+  const int64_t KL = T.K * T.L;
+  int Ts = 0;
+  while (Ts + 1 < T.L && (M >> (Ts + 1)) >= TILE) ++Ts;
+  int64_t *node = grow(s.node, M), *perm = grow(s.perm, M), *tmp = grow(s.tmp, M);
+  int64_t* cnt = grow(s.cnt, (int64_t(1) << Ts) + 1);
+  A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, TILE * T.nIn);
+  int bounds[64], nb_ = 0;  // stage boundaries: 0, 3, 6, ... (< Ts), Ts, L
+  bounds[nb_++] = 0;
+  for (int l = 3; l < Ts; l += 3) bounds[nb_++] = l;
+  if (Ts > 0) bounds[nb_++] = Ts;
+  bounds[nb_++] = T.L;
+  for (int64_t k = 0; k < T.K; ++k) {
+    for (int64_t i = 0; i < M; ++i) node[i] = 0, perm[i] = i;
+    for (int stage = 0; stage + 1 < nb_; ++stage) {
+      const int l0 = bounds[stage], l1 = bounds[stage + 1];
+      if (l0 > 0) {  // stable counting sort of perm by node at level l0
+        const int64_t base = (int64_t(1) << l0) - 1, nb = int64_t(1) << l0;
+        std::fill(cnt, cnt + nb + 1, 0);
+        for (int64_t i = 0; i < M; ++i) ++cnt[node[i] - base + 1];
+        for (int64_t j = 0; j < nb; ++j) cnt[j + 1] += cnt[j];
+        for (int64_t i = 0; i < M; ++i) tmp[cnt[node[perm[i]] - base]++] = perm[i];
+        std::copy(tmp, tmp + M, perm);
+      }
+      for_tiles<TILE>(M, [&](auto ntc, int64_t i) {
+        constexpr int nt = decltype(ntc)::value;
+        const A* xs[nt];
+        int64_t nd[nt], *rr[nt];
+        A* zz[nt];
+        for (int t = 0; t < nt; ++t) {
+          const int64_t tok = perm[i + t];
+          xs[t] = x + tok * T.nIn, nd[t] = node[tok], rr[t] = R + tok * KL, zz[t] = Z + tok * KL;
+          // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
+          // the hardware prefetcher follows); non-temporal, as they are not needed after this tile (0 to +15%)
+          const char* p = reinterpret_cast<const char*>(xs[t]);
+          for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(A); j += 64) __builtin_prefetch(p + j, 0, 0);
+        }
+        walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz, buf);
+        for (int t = 0; t < nt; ++t) node[perm[i + t]] = nd[t];
+      });
+    }
+  }
+}
+
+// out[t] = sum_i c[t][i] * W[rows[t][i]] for the NT tokens of a tile (W: n-wide rows of storage type S); `stream`:
+// write out with non-temporal stores (out rows aligned).
+template <typename S, typename A, int NT>
+FFF_INLINE void combine_rows(const S* W, int64_t n, A* const* out, const int64_t* const* rows, const A* const* c,
+                             int64_t KL, Scratch<A>& s, bool stream = false) {
+  const A** P = grow(s.P, NT * KL);
+  if constexpr (std::is_same_v<S, A>) {
+    const A* const* rp[NT];
+    for (int t = 0; t < NT; ++t) {
+      for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
+      rp[t] = P + t * KL;
+    }
+    if (stream) combine<A, NT, true>(out, rp, c, KL, n);
+    else combine<A, NT>(out, rp, c, KL, n);
+  } else {
+    A* buf = grow(s.buf2, KL * n);
+    for (int t = 0; t < NT; ++t) {
+      for (int64_t i = 0; i < KL; ++i) P[i] = as_acc<S, A>(W + rows[t][i] * n, buf + i * n, n);
+      const A* const* rp = P;
+      combine<A, 1>(out + t, &rp, c + t, KL, n);
+    }
+  }
+}
+
+template <typename S, typename A>
+void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
+  const int64_t KL = T.K * T.L;
+  at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
+    Scratch<A>& s = scratch<A>();
+    const int64_t M = b1 - b0;
+    int64_t* R = grow(s.R, M * KL);
+    A* Z = grow(s.Z, M * KL);
+    if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s);  // few tokens: 4 per tile is faster
+    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s);
+    for (int64_t e = 0; e < M * KL; ++e) Z[e] = fff::act_fwd(T.act, Z[e]);  // Z now holds the coefficients
+    const int64_t* perm = s.perm.data();
+    // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
+    // evict the tree's rows (+7-9% at B >= 512)
+    const bool stream = M * T.nOut * (int64_t)sizeof(A) >= (int64_t(1) << 20) && (T.nOut * sizeof(A)) % FFF_VBYTES == 0;
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      A* out[nt];
+      const int64_t* rows[nt];
+      const A* c[nt];
+      for (int t = 0; t < nt; ++t) {
+        const int64_t tok = perm[i + t];
+        out[t] = y + (b0 + tok) * T.nOut, rows[t] = R + tok * KL, c[t] = Z + tok * KL;
+      }
+      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream);
+    });
+#ifdef FFF_X86
+    if (stream) _mm_sfence();  // order the non-temporal stores before the op returns
+#endif
+  });
+}
+
+// Backward: dx per token; dX, dY, db (uninitialised on entry) get every row written exactly once: a visited row the
+// sum over its tokens, in token order and by one thread (so the result is bitwise the same for any number of
+// threads), an unvisited row zeros.
+template <typename S, typename A>
+void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY, A* db, int64_t B) {
+  const int64_t KL = T.K * T.L, KN = T.K * T.N, n_items = B * KL;
+  std::vector<int64_t> R(n_items);
+  std::vector<A> GZ(n_items), C(n_items);
+  // phase 1, per token: recompute the walk; per visited row: gc = <g, Y[row]>, GZ = gc * act'(z) (= dL/dz),
+  // C = act(z); dx = sum GZ X[row]
+  at::parallel_for(0, B, token_grain(2 * KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
+    Scratch<A>& s = scratch<A>();
+    const int64_t M = b1 - b0;
+    int64_t* Rb = R.data() + b0 * KL;
+    A *Zb = GZ.data() + b0 * KL, *Cb = C.data() + b0 * KL;
+    route<S, A>(T, x + b0 * T.nIn, M, Rb, Zb, s);
+    A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, kTile * T.nOut);
+    const int64_t* perm = s.perm.data();
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      int64_t tok[nt];
+      const A *gs[nt], *gz[nt];
+      const int64_t* rows[nt];
+      A* out[nt];
+      for (int t = 0; t < nt; ++t) {
+        tok[t] = perm[i + t];
+        gs[t] = g + (b0 + tok[t]) * T.nOut, rows[t] = Rb + tok[t] * KL, gz[t] = Zb + tok[t] * KL;
+        out[t] = dx + (b0 + tok[t]) * T.nIn;
+      }
+      for (int64_t j = 0; j < KL; ++j) {
+        const A* rp[nt];
+        A gc[nt];
+        for (int t = 0; t < nt; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t][j] * T.nOut, buf + t * T.nOut, T.nOut);
+        dots<A, nt>(gs, rp, T.nOut, gc);
+        for (int t = 0; t < nt; ++t) {
+          const int64_t e = tok[t] * KL + j;
+          const A z = Zb[e];
+          Zb[e] = gc[t] * fff::act_grad(T.act, z);
+          Cb[e] = fff::act_fwd(T.act, z);
+        }
+      }
+      combine_rows<S, A, nt>(T.X, T.nIn, out, rows, gz, KL, s);
+    });
+  });
+  // phase 2: counting sort of the (token, visited row) items by row, stable in token order
+  std::vector<int64_t> off(KN + 1, 0), order(n_items);
+  for (int64_t e = 0; e < n_items; ++e) ++off[R[e] + 1];
+  for (int64_t r = 0; r < KN; ++r) off[r + 1] += off[r];
+  {
+    std::vector<int64_t> pos(off.begin(), off.end() - 1);
+    for (int64_t e = 0; e < n_items; ++e) order[pos[R[e]]++] = e;
+  }
+  // phase 3a: zero the unvisited rows (threads split the rows evenly)
+  at::parallel_for(0, KN, std::max<int64_t>(1, (int64_t(1) << 16) / (T.nIn + T.nOut)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      if (off[r + 1] == off[r]) {
+        std::fill(dX + r * T.nIn, dX + (r + 1) * T.nIn, A(0));
+        std::fill(dY + r * T.nOut, dY + (r + 1) * T.nOut, A(0));
+        if (db) db[r] = 0;
+      }
+  });
+  // phase 3b, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
+  // dX[r] = sum GZ x, dY[r] = sum C g, db[r] = sum GZ over the row's tokens in token order
+  at::parallel_for(0, n_items, std::max<int64_t>(16, token_grain(T.nIn + T.nOut)), [&](int64_t i0, int64_t i1) {
+    Scratch<A>& s = scratch<A>();
+    A* coef = grow(s.buf2, B);
+    const A** rp = grow(s.P, B);
+    const int64_t r0 = std::lower_bound(off.begin(), off.end() - 1, i0) - off.begin();
+    const int64_t r1 = std::lower_bound(off.begin(), off.end() - 1, i1) - off.begin();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = off[r + 1] - off[r], *it = order.data() + off[r];
+      if (n == 0) continue;
+      const A* const* rpp = rp;
+      const A* cp = coef;
+      A* o = dX + r * T.nIn;
+      for (int64_t j = 0; j < n; ++j) rp[j] = x + (it[j] / KL) * T.nIn, coef[j] = GZ[it[j]];
+      combine<A, 1>(&o, &rpp, &cp, n, T.nIn);
+      if (db) {
+        A acc = 0;
+        for (int64_t j = 0; j < n; ++j) acc += coef[j];
+        db[r] = acc;
+      }
+      o = dY + r * T.nOut;
+      for (int64_t j = 0; j < n; ++j) rp[j] = g + (it[j] / KL) * T.nOut, coef[j] = C[it[j]];
+      combine<A, 1>(&o, &rpp, &cp, n, T.nOut);
+    }
+  });
+}
