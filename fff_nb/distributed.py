@@ -58,11 +58,11 @@ def rank_size() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 # %% ../nbs/11_distributed.ipynb
-def _run_rank(rank, fn, args, world_size, port, out, timeout_s, threads):
+def _run_rank(rank, fn, args, world_size, port, out, pg_timeout_s, threads):
     log = os.open(Path(out) / f'{rank}.log', os.O_WRONLY | os.O_CREAT)  # keep the children's chatter out of the caller's output
     os.dup2(log, 1); os.dup2(log, 2)
     torch.set_num_threads(threads)
-    init_process(rank, world_size, port, timeout_s=timeout_s)
+    init_process(rank, world_size, port, timeout_s=pg_timeout_s)
     try:
         res = fn(*args)
         dist.barrier()  # no rank tears down the group (rank 0 hosts its store) while another still uses it
@@ -87,13 +87,14 @@ def launch(fn:Callable,               # importable function run on every rank as
            world_size:int=2,          # processes
            timeout_s:float=120.,      # kill every process and raise `TimeoutError` after this
            threads:int=1,             # torch threads per process
-           start_method:str='forkserver'): # or 'spawn' (a fresh interpreter per process: slower start)
+           start_method:str='forkserver', # or 'spawn' (a fresh interpreter per process: slower start)
+           pg_timeout_s:float=60.):   # a collective waiting longer than this fails (see `init_process`)
     "Run `fn(*args)` in `world_size` processes joined by gloo on loopback; returns the list of their results."
     if start_method == 'forkserver':  # (the __main__ module is imported by the children anyway: not twice)
         main = getattr(sys.modules.get('__main__'), '__spec__', None)
         multiprocessing.set_forkserver_preload([m for m in FORKSERVER_PRELOAD if main is None or m != main.name])
     with tempfile.TemporaryDirectory() as out:
-        ctx = mp.start_processes(_importable(_run_rank), args=(_importable(fn), args, world_size, free_port(), out, timeout_s, threads),
+        ctx = mp.start_processes(_importable(_run_rank), args=(_importable(fn), args, world_size, free_port(), out, pg_timeout_s, threads),
                                  nprocs=world_size, join=False, start_method=start_method)
         deadline = time.monotonic() + timeout_s
         try:
