@@ -57,6 +57,7 @@ def local_mathjax(out: Path) -> str | None:
 
 def main(readme=True):
     cfg = get_config()
+    shutil.rmtree(cfg.config_path/'_proc', ignore_errors=True)  # nbdev_proc_nbs skips notebooks it thinks unchanged: start clean
     subprocess.run(['nbdev_proc_nbs'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc, out = cfg.config_path/'_proc', cfg.config_path/cfg.doc_path
     out.mkdir(exist_ok=True)
