@@ -12,10 +12,9 @@ from fastcore.basics import patch
 from .core import check_input, check_positive_int, memory_limit
 
 # %% auto 0
-__all__ = ['USAGE_MODES', 'GEMM_LEVELS', 'FFF_KEYS', 'reach_levels', 'leaf_paths', 'node_entropy', 'leaf_fff_naive',
-           'leaf_eval_naive', 'leaf_param_count', 'LeafFFF', 'sampled_leaf_linear', 'LocalSGD', 'LocalAdam',
-           'hardening_loss', 'leaf_from_fastfeedforward', 'leaf_to_fastfeedforward', 'train_digits', 'dense_ff_train',
-           'leaf_eval_loop', 'leaf_cost']
+__all__ = ['USAGE_MODES', 'FFF_KEYS', 'reach_levels', 'leaf_paths', 'node_entropy', 'leaf_fff_naive', 'leaf_eval_naive',
+           'leaf_param_count', 'LeafFFF', 'sampled_leaf_linear', 'LocalSGD', 'LocalAdam', 'hardening_loss',
+           'leaf_from_fastfeedforward', 'leaf_to_fastfeedforward', 'dense_ff_train', 'leaf_eval_loop', 'leaf_cost']
 
 # %% ../nbs/06_leaf.ipynb
 def reach_levels(p:Tensor, depth:int) -> list[Tensor]:
@@ -213,45 +212,34 @@ def training_forward(self:LeafFFF, x:Tensor, return_entropies:bool=False, use_ha
     return (y, ent) if return_entropies else y
 
 # %% ../nbs/06_leaf.ipynb
-def _ref_decisions(m:LeafFFF, x2:Tensor, hard:bool=False, seed:int|None=None):
-    "Reference decisions p (B, N), entropies and dropout mask (B, L, ℓ) of `m` for `x2`, drawing randomness as `LeafFFF` does."
-    if seed is not None: torch.manual_seed(seed)
-    z = x2 @ m.node_weight.T + m.node_bias
-    p = torch.sigmoid(z)
-    flip = torch.rand_like(p) < m.region_leak if m.training and m.region_leak > 0 else torch.zeros_like(p, dtype=torch.bool)
-    p = torch.where(flip, 1 - p, p)
-    ent = node_entropy(p).mean(0)
-    if hard: p = ((p > 0.5) if m.compat else (z >= 0) ^ flip).to(p.dtype)
-    drop = m.dropout if m.training else 0.
-    mask = F.dropout(torch.ones(x2.shape[0], m.n_leaves, m.leaf_width, dtype=x2.dtype), drop, training=drop > 0)
-    return p, ent, mask
-
-# %% ../nbs/06_leaf.ipynb
-def sampled_leaf_linear(x2:Tensor, w:Tensor, idx:Tensor) -> Tensor:
-    "`x2[b] @ w[idx[b]].T` for `x2` (B, I), weights `w` (n, ℓ, I) and `idx` (B,): (B, ℓ), via one sampled GEMM."
-    B, (n, l, I) = x2.shape[0], w.shape
-    cols = (idx[:, None] * l + torch.arange(l, device=idx.device)).flatten()
-    crow = torch.arange(0, B * l + 1, l, device=idx.device)
+def _sampled(x2:Tensor, Wt:Tensor, cols:Tensor, k:int) -> Tensor:
+    "Entries `(x2 @ Wt)[b, cols[b*k:(b+1)*k]]` (B, k): `k` sampled dot products per row of `x2` (B, I), `Wt` (I, n)."
+    B = x2.shape[0]
+    crow = torch.arange(0, B * k + 1, k, device=x2.device)
     with warnings.catch_warnings():                            # "sparse CSR support is in beta"
         warnings.simplefilter('ignore', UserWarning)
-        pattern = torch.sparse_csr_tensor(crow, cols, x2.new_zeros(B * l), (B, n * l), check_invariants=False)
-    return torch.sparse.sampled_addmm(pattern, x2, w.view(n * l, I).t(), beta=0.).values().view(B, l)
+        pattern = torch.sparse_csr_tensor(crow, cols, x2.new_zeros(B * k), (B, Wt.shape[1]), check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, x2, Wt, beta=0.).values().view(B, k)
+
+def _leaf_cols(idx:Tensor, l:int) -> Tensor:
+    "Columns `idx[b]*l + j`, j < l, of each row's block in a `(B, n*l)` matrix: (B, l)."
+    return idx[:, None] * l + torch.arange(l, device=idx.device)
+
+def sampled_leaf_linear(x2:Tensor, w:Tensor, idx:Tensor) -> Tensor:
+    "`x2[b] @ w[idx[b]].T` for `x2` (B, I), weights `w` (n, ℓ, I) and `idx` (B,): (B, ℓ), via one sampled GEMM."
+    n, l, I = w.shape
+    return _sampled(x2, w.view(n * l, I).t(), _leaf_cols(idx, l).flatten(), l)
 
 # %% ../nbs/06_leaf.ipynb
-GEMM_LEVELS = 7   # levels whose logits come from one GEMM in the hard descent (2**7 - 1 = 127 nodes)
-
 @patch
 @torch.no_grad()
 def _descend(self:LeafFFF, x2:Tensor) -> Tensor:
     "Leaf index (B,) of the hard descent for `x2` (B, I)."
-    node = x2.new_zeros(x2.shape[0], 1, dtype=torch.long)
-    top = min(self.depth, GEMM_LEVELS)
-    if top: z = torch.addmm(self.node_bias[:2**top - 1], x2, self.node_weight[:2**top - 1].t())
-    for k in range(self.depth):
-        if k < top: s = z.gather(1, node)
-        else: s = sampled_leaf_linear(x2, self.node_weight[:, None], node[:, 0]) + self.node_bias[node]
+    node, Wt = x2.new_zeros(x2.shape[0], dtype=torch.long), self.node_weight.t()
+    for _ in range(self.depth):
+        s = _sampled(x2, Wt, node, 1)[:, 0] + self.node_bias[node]
         node = 2 * node + 1 + (s >= 0)
-    return node[:, 0] - self.n_nodes
+    return node - self.n_nodes
 
 @patch
 def leaf_index(self:LeafFFF, x:Tensor) -> Tensor:
@@ -266,9 +254,9 @@ def eval_forward(self:LeafFFF, x:Tensor) -> Tensor:
     check_input(x, self.node_weight)
     x2 = x.reshape(-1, self.input_width)
     leaf, l = self._descend(x2), self.leaf_width
-    h = self.activation(sampled_leaf_linear(x2, self.w1, leaf) + self.b1[leaf])
-    rows = leaf[:, None] * l + torch.arange(l, device=leaf.device)
-    y = F.embedding_bag(rows, self.w2.view(-1, self.output_width), per_sample_weights=h, mode='sum')
+    cols = _leaf_cols(leaf, l)                                 # the sample's rows of w1 and w2 viewed as (L·ℓ, ·)
+    h = self.activation(_sampled(x2, self.w1.view(-1, self.input_width).t(), cols.flatten(), l) + self.b1[leaf])
+    y = F.embedding_bag(cols, self.w2.view(-1, self.output_width), per_sample_weights=h, mode='sum')
     if not self.compat: y += self.b2[leaf]
     return y.reshape(*x.shape[:-1], self.output_width)
 
@@ -456,28 +444,6 @@ def leaf_to_fastfeedforward(m:LeafFFF) -> dict:
     return sd
 
 # %% ../nbs/06_leaf.ipynb
-def train_digits(h:float, epochs:int=20, lr:float=1e-2, seed:int=0, depth:int=3, leaf_width:int=8) -> dict:
-    "Train a `LeafFFF` on sklearn's digits with hardening weight `h`; entropies and soft/hard held-out accuracy."
-    from sklearn.datasets import load_digits
-    torch.manual_seed(seed)
-    X, Y = load_digits(return_X_y=True)
-    X, Y = torch.tensor(X / 16., dtype=torch.float32), torch.tensor(Y)
-    perm = torch.randperm(len(X)); tr, te = perm[:1400], perm[1400:]
-    net = LeafFFF(64, leaf_width, 10, depth)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    ent = lambda: net(X[tr], return_entropies=True)[1].mean().item()
-    res = dict(entropy_start=ent())
-    for _ in range(epochs):
-        for idx in torch.randperm(1400).split(64):
-            y, e = net(X[tr][idx], return_entropies=True)
-            loss = F.cross_entropy(y, Y[tr][idx]) + hardening_loss(e, h)
-            opt.zero_grad(); loss.backward(); opt.step()
-    with torch.no_grad():
-        res.update(entropy_end=ent(), soft_acc=(net(X[te]).argmax(1) == Y[te]).float().mean().item())
-        res.update(hard_acc=(net.eval()(X[te]).argmax(1) == Y[te]).float().mean().item())
-    return res
-
-# %% ../nbs/06_leaf.ipynb
 def dense_ff_train(input_width:int, width:int, output_width:int, dtype=None) -> nn.Module:
     "The dense FF a leaf FFF of training width `width` replaces: `Linear`, ReLU, `Linear`."
     return nn.Sequential(nn.Linear(input_width, width, dtype=dtype), nn.ReLU(), nn.Linear(width, output_width, dtype=dtype))
@@ -504,6 +470,7 @@ def _infer(fn, x:Tensor):
 def leaf_cost(leaf_width:int=32, depth:int=7, width:int=768, batch:int=256, min_time:float=0.5, min_samples:int=15,
               package:bool=False) -> dict:
     "Median seconds of a training step (`LeafFFF` vs dense FF of the same training width) and of inference (vs per-sample loops)."
+    from fff_nb.bench import interleaved_times, summarize
     torch.manual_seed(0)
     m, dense = LeafFFF(width, leaf_width, width, depth), dense_ff_train(width, leaf_width * 2**depth, width)
     x = torch.randn(batch, width)
