@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_forward_forward.ipynb 1
 from __future__ import annotations
-import math, time, datetime, secrets, warnings, numbers
+import math, time, datetime, secrets, warnings
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,6 +52,7 @@ def sparsity(w:Tensor,                   # any shape; flattened
     if not w.any(): return math.nan
     return float(_SPARSITY[kind](w / w.abs().max()).clamp(0, 1))   # every measure is scale-free: rescale against underflow
 
+# %% ../nbs/10_forward_forward.ipynb
 def all_sparsity(w:Tensor) -> dict[str, float]:
     "Every `SparsityType` measure of `w`."
     return {k.value: sparsity(w, k) for k in SparsityType}
@@ -67,6 +68,7 @@ def goodness(a:Tensor) -> Tensor:
     "Per-sample goodness: the mean of the squared activations `a` (B, m) -> (B,)."
     return a.square().mean(-1)
 
+# %% ../nbs/10_forward_forward.ipynb
 def ff_loss(g_pos:Tensor, g_neg:Tensor, threshold:float, maximize:bool=True) -> Tensor:
     "Logistic FF loss: mean of softplus(θ - G⁺) and softplus(G⁻ - θ) over both batches (signs flipped if not `maximize`)."
     s = 1. if maximize else -1.
@@ -77,10 +79,12 @@ def normalize_rows(x:Tensor, eps:float=1e-4) -> Tensor:
     "Each row of `x` divided by its L2 norm (plus `eps`): only the direction is kept."
     return x / (x.norm(dim=-1, keepdim=True) + eps)
 
+# %% ../nbs/10_forward_forward.ipynb
 def dense_map(nIn:int, nOut:int) -> nn.Module:
     "A bias-free dense map (`nn.Linear`, weights U(±1/√nIn))."
     return nn.Linear(nIn, nOut, bias=False)
 
+# %% ../nbs/10_forward_forward.ipynb
 def fff_map(depth:int|None=None, backend:str='torch', init:str='hypersphere') -> Callable[[int, int], nn.Module]:
     "A factory of `FFF(nIn, nOut, depth)` maps, for FF layers trained by Forward-Forward."
     return lambda nIn, nOut: FFF(nIn, nOut, depth, backend=backend, init=init)
@@ -107,28 +111,37 @@ def _optimizer(self:FFBase) -> torch.optim.Optimizer:
     if self.opt is None: raise RuntimeError("this layer was stripped down (`strip_down()`): it has no optimiser to train with")
     return self.opt
 
+FFBase._optimizer = _optimizer
+
+# %% ../nbs/10_forward_forward.ipynb
 def _strip_down(self:FFBase):
     "Drop the optimiser (and its state): the layer can still run, but no longer train."
     self.opt = None
 
+FFBase.strip_down = _strip_down
+
+# %% ../nbs/10_forward_forward.ipynb
 def _step(self:FFBase, loss:Tensor) -> float:
     "One optimiser step on `loss`; returns its value."
     opt = self._optimizer()
     opt.zero_grad(); loss.backward(); opt.step()
     return float(loss.detach())
 
-FFBase._optimizer, FFBase.strip_down, FFBase._step = _optimizer, _strip_down, _step
+FFBase._step = _step
 
 # %% ../nbs/10_forward_forward.ipynb
 def _layer_sparsity(self:FFBase, kind:SparsityType|str='hoyer') -> dict[str, float]:
     "Sparsity (measure `kind`) of each weight matrix of the layer (biases excluded)."
     return {n: sparsity(p, kind) for n, p in self.named_parameters() if p.dim() > 1}
 
+FFBase.sparsity = _layer_sparsity
+
+# %% ../nbs/10_forward_forward.ipynb
 def _layer_stats(self:FFBase) -> dict[str, dict]:
     "`weight_stats` of every parameter of the layer."
     return {n: weight_stats(p) for n, p in self.named_parameters()}
 
-FFBase.sparsity, FFBase.stats = _layer_sparsity, _layer_stats
+FFBase.stats = _layer_stats
 
 # %% ../nbs/10_forward_forward.ipynb
 def _check_features(x, n:int, name:str='x'):
@@ -165,20 +178,28 @@ def _ff_goodness(self:FFLayer, x:Tensor) -> tuple[Tensor, Tensor]:
     a = self(x.detach())
     return goodness(a), a
 
+FFLayer.goodness = _ff_goodness
+
+# %% ../nbs/10_forward_forward.ipynb
 def _ff_run_train(self:FFLayer, x_pos:Tensor, x_neg:Tensor) -> float:
     "One training step on positive `x_pos` and negative `x_neg` inputs; returns the loss."
     return self._step(ff_loss(self.goodness(x_pos)[0], self.goodness(x_neg)[0], self.threshold, self.maximize))
 
-FFLayer.goodness, FFLayer.run_train = _ff_goodness, _ff_run_train
+FFLayer.run_train = _ff_run_train
 
 # %% ../nbs/10_forward_forward.ipynb
 def FFLinear(in_features:int, out_features:int, **kwargs) -> FFLayer:
     "The dense FF layer (FFLib's `FFLinear`): an `FFLayer` with a dense map."
     return FFLayer(in_features, out_features, map=dense_map, **kwargs)
 
-def FFFLayer(in_features:int, out_features:int, depth:int|None=None, backend:str='torch', **kwargs) -> FFLayer:
+# %% ../nbs/10_forward_forward.ipynb
+def FFFLayer(in_features:int, out_features:int,
+             depth:int|None=None,   # FFF depth (default floor(log2(in_features)))
+             backend:str='torch',   # FFF backend ('torch' needs no build; 'auto' picks the fastest available)
+             init:str='hypersphere',# FFF init
+             **kwargs) -> FFLayer:  # passed to `FFLayer` (threshold, lr, act, maximize, optimizer, bias)
     "A Forward-Forward-trained fast feedforward layer: an `FFLayer` whose map is an `FFF` of depth `depth`."
-    return FFLayer(in_features, out_features, map=fff_map(depth, backend), **kwargs)
+    return FFLayer(in_features, out_features, map=fff_map(depth, backend, init), **kwargs)
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFModel(nn.Module):
@@ -204,14 +225,20 @@ def _add_hook(self:FFModel, name:str, fn:Callable) -> Callable:
     if name not in self.HOOKS: raise ValueError(f"`name` must be one of {self.HOOKS}, got {name!r}")
     self.hooks[name].append(fn); return fn
 
+FFModel.add_hook = _add_hook
+
+# %% ../nbs/10_forward_forward.ipynb
 def _clear_hooks(self:FFModel):
     "Remove every hook."
     for v in self.hooks.values(): v.clear()
 
+FFModel.clear_hooks = _clear_hooks
+
+# %% ../nbs/10_forward_forward.ipynb
 def _call_hooks(self:FFModel, name:str, *args):
     for fn in self.hooks[name]: fn(*args)
 
-FFModel.add_hook, FFModel.clear_hooks, FFModel._call_hooks = _add_hook, _clear_hooks, _call_hooks
+FFModel._call_hooks = _call_hooks
 
 # %% ../nbs/10_forward_forward.ipynb
 def _net_strip_down(self:FFModel):
@@ -219,19 +246,32 @@ def _net_strip_down(self:FFModel):
     for m in self.modules():
         if getattr(m, 'opt', None) is not None: m.opt = None
 
+FFModel.strip_down = _net_strip_down
+
+# %% ../nbs/10_forward_forward.ipynb
 def _net_get_lr(self:FFModel) -> list[float]: return [l.get_lr() for l in self.layers]
+
+FFModel.get_lr = _net_get_lr
+
+# %% ../nbs/10_forward_forward.ipynb
 def _net_set_lr(self:FFModel, lr:float):
     for l in self.layers: l.set_lr(lr)
 
+FFModel.set_lr = _net_set_lr
+
+# %% ../nbs/10_forward_forward.ipynb
 def _net_sparsity(self:FFModel, kind:SparsityType|str='hoyer') -> dict[str, dict]:
     "Per-layer `FFBase.sparsity`."
     return {f'layer_{i}': l.sparsity(kind) for i, l in enumerate(self.layers)}
 
+FFModel.sparsity = _net_sparsity
+
+# %% ../nbs/10_forward_forward.ipynb
 def _net_stats(self:FFModel) -> dict[str, dict]: return {f'layer_{i}': l.stats() for i, l in enumerate(self.layers)}
 
-FFModel.strip_down, FFModel.get_lr, FFModel.set_lr = _net_strip_down, _net_get_lr, _net_set_lr
-FFModel.sparsity, FFModel.stats = _net_sparsity, _net_stats
 FFModel.get_layer_count = lambda self: len(self.layers)
+
+FFModel.stats = _net_stats
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFNet(FFModel):
@@ -256,12 +296,15 @@ def _layer_goodness(self:FFNet, x:Tensor) -> Tensor:
         gs.append(g)
     return torch.stack(gs, 1)
 
+FFNet.layer_goodness = _layer_goodness
+
+# %% ../nbs/10_forward_forward.ipynb
 def _ffnet_forward(self:FFNet, x:Tensor) -> Tensor:
     "Total goodness per sample (B,): sum over `layer_range` of softplus(G_l - θ_l)."
     th = torch.tensor([l.threshold for l in self.layers], dtype=x.dtype, device=x.device)
     return F.softplus(self.layer_goodness(x) - th)[:, self.layer_range].sum(1)
 
-FFNet.layer_goodness, FFNet.forward = _layer_goodness, _ffnet_forward
+FFNet.forward = _ffnet_forward
 
 # %% ../nbs/10_forward_forward.ipynb
 def _run_train_combined(self:FFModel, x_pos:Tensor, x_neg:Tensor) -> list[float]:
@@ -272,11 +315,14 @@ def _run_train_combined(self:FFModel, x_pos:Tensor, x_neg:Tensor) -> list[float]
         with torch.no_grad(): x_pos, x_neg = l(x_pos), l(x_neg)
     return losses
 
+FFNet.run_train_combined = _run_train_combined
+
+# %% ../nbs/10_forward_forward.ipynb
 def _no_run_train(self, *args):
     raise NotImplementedError(f"{type(self).__name__} takes the label inside the input: use `run_train_combined` "
                               f"with inputs from `combine_to_input`")
 
-FFNet.run_train_combined, FFNet.run_train = _run_train_combined, _no_run_train
+FFNet.run_train = _no_run_train
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFC(FFModel):
@@ -299,10 +345,16 @@ def _features(self:FFC, x:Tensor) -> Tensor:
         x = l(x); self._call_hooks('layer_activation', x, i); acts.append(x)
     return torch.cat(acts, 1)
 
+FFC.features = _features
+
+# %% ../nbs/10_forward_forward.ipynb
 def _ffc_forward(self:FFC, x:Tensor) -> Tensor:
     "Predicted class indices (B,)."
     return self.classifier(self.features(x)).argmax(1)
 
+FFC.forward = _ffc_forward
+
+# %% ../nbs/10_forward_forward.ipynb
 def _train_classifier(self:FFC, x:Tensor, y:Tensor) -> float:
     "One backprop step of the classifier on inputs `x` (label part zeroed) and class indices `y`; returns the loss."
     if self.opt is None: raise RuntimeError("the classifier was stripped down (`strip_down()`): it cannot train")
@@ -310,9 +362,11 @@ def _train_classifier(self:FFC, x:Tensor, y:Tensor) -> float:
     loss.backward(); self.opt.step()
     return float(loss.detach())
 
-FFC.features, FFC.forward, FFC.train_classifier = _features, _ffc_forward, _train_classifier
-FFC.run_train_combined, FFC.run_train = _run_train_combined, _no_run_train
 FFC.sparsity = lambda self, kind='hoyer': {**_net_sparsity(self, kind), 'classifier': {'weight': sparsity(self.classifier.weight, kind)}}
+
+FFC.train_classifier = _train_classifier
+FFC.run_train_combined = _run_train_combined
+FFC.run_train = _no_run_train
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFRecurrentLayer(FFBase):
@@ -342,6 +396,9 @@ def _rc_reset_parameters(self:FFRecurrentLayer):
         if isinstance(m, nn.Linear): m.weight.uniform_(-k, k)
         else: m.reset_parameters()
 
+FFRecurrentLayer.reset_parameters = _rc_reset_parameters
+
+# %% ../nbs/10_forward_forward.ipynb
 def _rc_forward(self:FFRecurrentLayer, h_prev:Tensor, h_self:Tensor, h_next:Tensor) -> Tensor:
     "The layer's next state from the previous frame's states below (`h_prev`), of itself and above (`h_next`)."
     for n, h, k in (('h_prev', h_prev, self.fw_features), ('h_self', h_self, self.rc_features), ('h_next', h_next, self.bw_features)):
@@ -349,7 +406,7 @@ def _rc_forward(self:FFRecurrentLayer, h_prev:Tensor, h_self:Tensor, h_next:Tens
     a = self.act(self.fw(normalize_rows(h_prev)) + self.bw(normalize_rows(h_next)) + self.bias)
     return self.beta * a + (1 - self.beta) * h_self
 
-FFRecurrentLayer.reset_parameters, FFRecurrentLayer.forward = _rc_reset_parameters, _rc_forward
+FFRecurrentLayer.forward = _rc_forward
 
 # %% ../nbs/10_forward_forward.ipynb
 def _rc_goodness(self:FFRecurrentLayer, h_prev:Tensor, h_self:Tensor, h_next:Tensor) -> tuple[Tensor, Tensor]:
@@ -357,11 +414,14 @@ def _rc_goodness(self:FFRecurrentLayer, h_prev:Tensor, h_self:Tensor, h_next:Ten
     a = self(h_prev.detach(), h_self.detach(), h_next.detach())
     return goodness(a), a
 
+FFRecurrentLayer.goodness = _rc_goodness
+
+# %% ../nbs/10_forward_forward.ipynb
 def _rc_run_train(self:FFRecurrentLayer, pos:Sequence[Tensor], neg:Sequence[Tensor]) -> float:
     "One step on positive and negative `(h_prev, h_self, h_next)` triples; returns the loss."
     return self._step(ff_loss(self.goodness(*pos)[0], self.goodness(*neg)[0], self.threshold, self.maximize))
 
-FFRecurrentLayer.goodness, FFRecurrentLayer.run_train = _rc_goodness, _rc_run_train
+FFRecurrentLayer.run_train = _rc_run_train
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFRNN(FFModel):
@@ -400,11 +460,14 @@ def _init_states(self:FFRNN, x:Tensor, y:Tensor) -> list[Tensor]:
         for i, l in enumerate(self.layers): h[i + 1] = l(*h[i:i + 3])
     return h
 
+FFRNN.init_states = _init_states
+
+# %% ../nbs/10_forward_forward.ipynb
 def _next_frame(self:FFRNN, h:list[Tensor]) -> list[Tensor]:
     "All hidden states advanced one frame, synchronously from the states in `h`."
     with torch.no_grad(): return [h[0]] + [l(*h[i:i + 3]) for i, l in enumerate(self.layers)] + [h[-1]]
 
-FFRNN.init_states, FFRNN.next_frame = _init_states, _next_frame
+FFRNN.next_frame = _next_frame
 
 # %% ../nbs/10_forward_forward.ipynb
 def _rnn_run_train(self:FFRNN, x_pos:Tensor, y_pos:Tensor, x_neg:Tensor, y_neg:Tensor) -> list[float]:
@@ -416,6 +479,9 @@ def _rnn_run_train(self:FFRNN, x_pos:Tensor, y_pos:Tensor, x_neg:Tensor, y_neg:T
         hp, hn = self.next_frame(hp), self.next_frame(hn)
     return (losses / self.K_train).tolist()
 
+FFRNN.run_train = _rnn_run_train
+
+# %% ../nbs/10_forward_forward.ipynb
 def _rnn_forward(self:FFRNN, x:Tensor, y:Tensor) -> Tensor:
     "Goodness score (B,) of inputs `x` with label vectors `y`: softplus(G - θ) averaged over layers and late frames."
     h, scores = self.init_states(x, y), []
@@ -428,8 +494,9 @@ def _rnn_forward(self:FFRNN, x:Tensor, y:Tensor) -> Tensor:
         h = new
     return torch.stack(scores).mean(0)
 
-FFRNN.run_train, FFRNN.forward = _rnn_run_train, _rnn_forward
+FFRNN.forward = _rnn_forward
 
+# %% ../nbs/10_forward_forward.ipynb
 def _rnn_no_combined(self:FFRNN, *args):
     raise NotImplementedError("FFRNN takes image and label separately: use `run_train(x_pos, y_pos, x_neg, y_neg)`")
 
@@ -471,6 +538,7 @@ class NegativeKind(str, Enum):
     RANDOM = 'random'
     INVERSE = 'inverse'
 
+# %% ../nbs/10_forward_forward.ipynb
 def random_wrong_labels(y:Tensor, n_classes:int, generator:torch.Generator|None=None) -> Tensor:
     "A uniformly random class different from `y`, for each entry of `y`."
     if n_classes < 2: raise ValueError(f"`n_classes` must be at least 2 to pick a wrong label, got {n_classes}")
@@ -483,6 +551,7 @@ def negative_labels(y:Tensor, n_classes:int, kind:NegativeKind|str='random', gen
     if kind == NegativeKind.RANDOM: return one_hot(random_wrong_labels(y, n_classes, generator), n_classes)
     return 1 - one_hot(y, n_classes)
 
+# %% ../nbs/10_forward_forward.ipynb
 def combine_to_input(x:Tensor, labels:Tensor, scale:float=1.) -> Tensor:
     "The FF input: features `x` (B, n) with label vectors `labels` (B, C) appended, times `scale`."
     if len(x) != len(labels): raise ValueError(f"`x` and `labels` need the same batch size, got {len(x)} and {len(labels)}")
@@ -528,23 +597,32 @@ def _dp_encode_output(self:FFDataProcessor, y:Tensor) -> Tensor:
     "One-hot label vectors of classes `y`."
     return one_hot(y, self.n_classes)
 
+FFDataProcessor.encode_output = _dp_encode_output
+
+# %% ../nbs/10_forward_forward.ipynb
 def _dp_combine(self:FFDataProcessor, x:Tensor, labels:Tensor) -> Tensor:
     "FF input from features `x` and label vectors `labels`."
     return combine_to_input(x, labels, self.label_scale)
 
+FFDataProcessor.combine_to_input = _dp_combine
+
+# %% ../nbs/10_forward_forward.ipynb
 def _dp_negative_labels(self:FFDataProcessor, y:Tensor) -> Tensor:
     "Negative label vectors for true classes `y` (kind `self.negative`, from the processor's generator)."
     return negative_labels(y.cpu(), self.n_classes, self.negative, self.rng).to(y.device)
 
+FFDataProcessor.negative_labels = _dp_negative_labels
+
+# %% ../nbs/10_forward_forward.ipynb
 def _dp_generate_negative(self:FFDataProcessor, x:Tensor, y:Tensor) -> Tensor:
     "Negative FF inputs: `x` with corrupted labels."
     return self.combine_to_input(x, self.negative_labels(y))
 
-FFDataProcessor.encode_output, FFDataProcessor.combine_to_input = _dp_encode_output, _dp_combine
-FFDataProcessor.negative_labels, FFDataProcessor.generate_negative = _dp_negative_labels, _dp_generate_negative
 FFDataProcessor.get_input_shape = lambda self: tuple(self.splits['test'][0].shape[1:])
 FFDataProcessor.get_output_shape = lambda self: (self.n_classes,)
 FFDataProcessor.numel = lambda self: math.prod(self.get_input_shape()) + self.n_classes
+
+FFDataProcessor.generate_negative = _dp_generate_negative
 
 # %% ../nbs/10_forward_forward.ipynb
 def digits_data(test_split:float=0.2, # stratified test fraction
@@ -563,9 +641,14 @@ def _progress(it, enabled:bool=True, **kwargs):
     "`it` wrapped in a `tqdm.auto` progress bar (plain `it` if not `enabled`)."
     if not enabled: return it
     with warnings.catch_warnings():   # tqdm.auto warns once when ipywidgets is missing, then uses text bars
-        warnings.simplefilter('ignore'); from tqdm.auto import tqdm
-    return tqdm(it, **kwargs)
+        warnings.simplefilter('ignore')
+        try: from tqdm.auto import tqdm
+        except ImportError: return it  # no tqdm installed: train without bars
+    # hand tqdm an iterator: tqdm.auto's asyncio base calls iter() on an iterable in its constructor, and a second
+    # `iter(DataLoader)` would draw from the loader's seeded generator, so bars would change the shuffling
+    return tqdm(iter(it), total=len(it) if hasattr(it, '__len__') else None, **kwargs)
 
+# %% ../nbs/10_forward_forward.ipynb
 def _optimizers(net:nn.Module) -> dict[str, torch.optim.Optimizer]:
     "Every optimiser owned by a module of `net`, by module name."
     return {n: m.opt for n, m in net.named_modules() if isinstance(getattr(m, 'opt', None), torch.optim.Optimizer)}
@@ -602,13 +685,19 @@ def _accuracy(self:Suite, split:str) -> float|None:
     self.net.train()
     return right / n
 
+Suite.accuracy = _accuracy
+
+# %% ../nbs/10_forward_forward.ipynb
 def _validate(self:Suite) -> float|None: return self.accuracy('val')
 
+Suite.validate = _validate
+
+# %% ../nbs/10_forward_forward.ipynb
 def _test(self:Suite) -> float:
     "Test accuracy (also stored in `test_accuracy`)."
     self.test_accuracy = self.accuracy('test'); return self.test_accuracy
 
-Suite.accuracy, Suite.validate, Suite.test = _accuracy, _validate, _test
+Suite.test = _test
 
 # %% ../nbs/10_forward_forward.ipynb
 def _train_epochs(self:Suite, epochs:int) -> list[dict]:
@@ -665,6 +754,7 @@ Suite.load = _load
 # %% ../nbs/10_forward_forward.ipynb
 def _mean(v) -> float: return sum(v) / len(v)
 
+# %% ../nbs/10_forward_forward.ipynb
 class FFSuite(Suite):
     "Suite for `FFNet`: label-in-input positives and negatives, greedy training, `TryAllClasses` prediction."
     def default_probe(self):
@@ -715,6 +805,7 @@ class BPNet(nn.Module):
         self.opt.zero_grad(); loss = F.cross_entropy(self(x), y); loss.backward(); self.opt.step()
         return float(loss.detach())
 
+# %% ../nbs/10_forward_forward.ipynb
 class BPSuite(Suite):
     "Suite for the backprop baseline `BPNet` (argmax of the logits)."
     def default_probe(self): return Identity(lambda x: self.net(x).argmax(1))
