@@ -170,15 +170,16 @@ def _try_import(name:str, attr:str, skipped:dict):
     except Exception as e: skipped[f"{name}.{attr}"] = f"{type(e).__name__}: {e}"
 
 # %% ../nbs/09_bench_learning.ipynb
-def find_families(backend:str='torch', leaf_depth:int=3, hardening:float=0.1) -> tuple[dict[str, Family], dict[str, str]]:
+def find_families(backend:str='torch', hardening:float=0.1) -> tuple[dict[str, Family], dict[str, str]]:
     "Every layer family importable now, by name, and the ones skipped with the reason."
     skipped = {}
     fams = {'dense': Family('dense', lambda i, o: nn.Linear(i, o), source='torch.nn.Linear'),
             'low-rank': Family('low-rank', LowRank, lambda i, o: [dict(rank=r) for r in range(1, min(i, o) + 1)], 'fff_nb.learning'),
             'FFF': Family('FFF', lambda i, o, depth: FFF(i, o, depth, backend=backend), lambda i, o: knob_grid(FFF), 'fff_nb.core')}
     if (Leaf := _try_import('fff_nb.leaf', 'LeafFFF', skipped)) is not None:
-        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, leaf_width: LeafLayer(Leaf(i, leaf_width, o, leaf_depth), hardening),
-                                 lambda i, o: [dict(leaf_width=w) for w in WIDTHS], 'fff_nb.leaf')
+        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, depth, leaf_width: LeafLayer(Leaf(i, leaf_width, o, depth), hardening),
+                                 lambda i, o: [dict(depth=d, leaf_width=w) for d in range(1, 11) for w in WIDTHS],
+                                 'fff_nb.leaf', dict(depth=3))
     if (Ultra := _try_import('fff_nb.ultrafastbert', 'UltraFFF', skipped)) is not None:
         TOKEN_FLOPS.setdefault(Ultra, _ufb_flops)
         fams['UltraFFF'] = Family('UltraFFF', lambda i, o, depth, parallel_size: Ultra(i, o, depth, parallel_size=parallel_size, backend=backend),
@@ -223,7 +224,7 @@ def _measure_once(fam:Family, nIn:int, nOut:int, size:dict, measure_cap:int) -> 
 
 # %% ../nbs/09_bench_learning.ipynb
 def _dist(size:dict, defaults:dict) -> float:
-    return sum(abs(math.log(size[k] / v)) for k, v in defaults.items() if k in size and v > 0)
+    return sum(abs(math.log((size[k] + 1) / (v + 1))) for k, v in defaults.items() if k in size)
 
 def size_layer(fam:Family, nIn:int, nOut:int, metric:str, target:float, max_params:int, tolerance:float=1.5) -> Sized:
     "The size of `fam` for slot `nIn -> nOut` whose `metric` ('params' or 'flops') is closest to `target`."
