@@ -20,8 +20,8 @@ from .bench import record_results, load_results, env_info
 __all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'SIZE_ABBREV', 'MARKERS', 'count_params', 'LowRank',
            'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families',
            'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model',
-           'evaluate', 'train_model', 'Result', 'Study', 'run_study', 'record_study', 'format_study', 'plot_curves',
-           'plot_tradeoff', 'main']
+           'evaluate', 'soft_accuracy', 'train_model', 'Result', 'Study', 'run_study', 'record_study', 'format_study',
+           'plot_curves', 'plot_tradeoff', 'main']
 
 # %% ../nbs/09_bench_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -170,15 +170,16 @@ def _try_import(name:str, attr:str, skipped:dict):
     except Exception as e: skipped[f"{name}.{attr}"] = f"{type(e).__name__}: {e}"
 
 # %% ../nbs/09_bench_learning.ipynb
-def find_families(backend:str='torch', leaf_depth:int=3, hardening:float=0.1) -> tuple[dict[str, Family], dict[str, str]]:
+def find_families(backend:str='torch', hardening:float=0.1) -> tuple[dict[str, Family], dict[str, str]]:
     "Every layer family importable now, by name, and the ones skipped with the reason."
     skipped = {}
     fams = {'dense': Family('dense', lambda i, o: nn.Linear(i, o), source='torch.nn.Linear'),
             'low-rank': Family('low-rank', LowRank, lambda i, o: [dict(rank=r) for r in range(1, min(i, o) + 1)], 'fff_nb.learning'),
             'FFF': Family('FFF', lambda i, o, depth: FFF(i, o, depth, backend=backend), lambda i, o: knob_grid(FFF), 'fff_nb.core')}
     if (Leaf := _try_import('fff_nb.leaf', 'LeafFFF', skipped)) is not None:
-        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, leaf_width: LeafLayer(Leaf(i, leaf_width, o, leaf_depth), hardening),
-                                 lambda i, o: [dict(leaf_width=w) for w in WIDTHS], 'fff_nb.leaf')
+        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, depth, leaf_width: LeafLayer(Leaf(i, leaf_width, o, depth), hardening),
+                                 lambda i, o: [dict(depth=d, leaf_width=w) for d in range(1, 11) for w in WIDTHS],
+                                 'fff_nb.leaf', dict(depth=3))
     if (Ultra := _try_import('fff_nb.ultrafastbert', 'UltraFFF', skipped)) is not None:
         TOKEN_FLOPS.setdefault(Ultra, _ufb_flops)
         fams['UltraFFF'] = Family('UltraFFF', lambda i, o, depth, parallel_size: Ultra(i, o, depth, parallel_size=parallel_size, backend=backend),
@@ -223,7 +224,7 @@ def _measure_once(fam:Family, nIn:int, nOut:int, size:dict, measure_cap:int) -> 
 
 # %% ../nbs/09_bench_learning.ipynb
 def _dist(size:dict, defaults:dict) -> float:
-    return sum(abs(math.log(size[k] / v)) for k, v in defaults.items() if k in size and v > 0)
+    return sum(abs(math.log((size[k] + 1) / (v + 1))) for k, v in defaults.items() if k in size)
 
 def size_layer(fam:Family, nIn:int, nOut:int, metric:str, target:float, max_params:int, tolerance:float=1.5) -> Sized:
     "The size of `fam` for slot `nIn -> nOut` whose `metric` ('params' or 'flops') is closest to `target`."
@@ -310,6 +311,16 @@ def evaluate(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=1024) -> tuple[
     return loss / len(y), right / len(y)
 
 # %% ../nbs/09_bench_learning.ipynb
+def soft_accuracy(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=1024) -> float:
+    "Accuracy of the training-mode forward of `model` (the soft mixture of soft-trained families) on `x`, `y`; no update."
+    was, right = model.training, 0
+    model.train()
+    with torch.enable_grad():   # SoftTreeFFF takes its soft path only when autograd is on
+        for i in range(0, len(y), batch_size): right += (model(x[i:i + batch_size]).detach().argmax(-1) == y[i:i + batch_size]).sum().item()
+    model.train(was)
+    return right / len(y)
+
+# %% ../nbs/09_bench_learning.ipynb
 def _aux_loss(model:nn.Module):
     "Sum of the `aux_loss` (a tensor attribute, or a method returning one) of the modules of `model`; None if none."
     terms = []
@@ -342,6 +353,7 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
         for k, v in zip(('test_loss', 'test_acc'), evaluate(model, data.x_test, data.y_test)): h[k].append(v)
         if progress: bar.set_postfix(test_acc=f"{h['test_acc'][-1]:.3f}")
     h['final_train_loss'], h['final_train_acc'] = evaluate(model, data.x_train, data.y_train)   # memorisation, eval mode
+    h['final_soft_acc'] = soft_accuracy(model, data.x_test, data.y_test)                    # = test_acc unless soft-trained
     return h
 
 # %% ../nbs/09_bench_learning.ipynb
@@ -354,6 +366,7 @@ class Result:
 
     def final(self, key='test_acc') -> list[float]: return [h[key][-1] for h in self.histories]
     def fit(self) -> list[float]: return [h['final_train_acc'] for h in self.histories]
+    def soft(self) -> list[float]: return [h['final_soft_acc'] for h in self.histories]
     @property
     def train_s(self) -> float: return statistics.mean(h['train_s'] for h in self.histories)
 
@@ -362,7 +375,7 @@ def _db_rows(r:Result, cfg:dict, env:dict, run_id:str) -> list[dict]:
     return [dict(run_id=run_id, bench='learning', impl=r.name, batch=cfg['batch_size'], nIn=cfg['nIn'], nOut=cfg['classes'],
                  mode='train', median_s=h['train_s'] / max(1, cfg['epochs']), n=cfg['epochs'], baseline='dense', **env,
                  extra=dict(dataset=cfg['dataset'], arch=cfg['arch'], family=r.family, match=r.match, seed=s,
-                            test_acc=h['test_acc'][-1], test_loss=h['test_loss'][-1], train_acc=h['final_train_acc'],
+                            test_acc=h['test_acc'][-1], test_loss=h['test_loss'][-1], train_acc=h['final_train_acc'], soft_acc=h['final_soft_acc'],
                             params=r.params, flops=r.flops, layer_params=r.layer_params, layer_flops=r.layer_flops,
                             sizes=r.sizes, epochs=cfg['epochs'], lr=cfg['lr'], train_s=h['train_s'], test_acc_curve=h['test_acc']))
             for s, h in zip(r.seeds, r.histories)]
@@ -443,6 +456,8 @@ def format_study(study:Study) -> str:
     for r in study.results:
         lines.append(f"{r.name:42s}{_fmt_size(r.sizes):34s}{r.params:>10,}{r.flops:>11,}{r.layer_flops:>12,}"
                      f"{_pm(r.final()):>14s}{statistics.mean(r.final('test_loss')):7.3f}{_pm(r.fit()):>13s}{r.train_s:9.1f}")
+    soft = [r for r in study.results if abs(statistics.mean(r.soft()) - statistics.mean(r.final())) > 0.01]
+    if soft: lines.append('training-mode (soft) forward, test acc %: ' + '; '.join(f"{r.name} {_pm(r.soft()).strip()}" for r in soft))
     lines += [f"skipped: {k}: {v}" for k, v in study.skipped.items()]
     lines += [f"not available: {k} ({v})" for k, v in study.families_skipped.items()]
     return '\n'.join(lines)
