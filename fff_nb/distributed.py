@@ -17,14 +17,14 @@ from torch.distributed.fsdp import fully_shard, FSDPModule, register_fsdp_forwar
 from torch.distributed.tensor import DTensor
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict, get_model_state_dict, StateDictOptions
 from fastcore.script import call_parse
-from .core import FFF, load_backend
+from .core import FFF, load_backend, resolve_backend, register_backend, tree_torch
 
 # %% auto 0
 __all__ = ['FORKSERVER_PRELOAD', 'USAGE_BUFFERS', 'STRATEGIES', 'free_port', 'init_process', 'cleanup', 'rank_size', 'launch',
-           'tree_layers', 'digits', 'shard_batch', 'make_model', 'check_grads', 'grads_of', 'usage_buffer_names', 'ddp',
-           'fsdp', 'full_params', 'sgd', 'train_steps', 'train_run', 'train_job', 'max_abs_diff', 'reference_runs',
-           'compare', 'route_job', 'sync_usage', 'usage_job', 'save_checkpoint', 'load_checkpoint', 'resume_job',
-           'resume_jobs', 'compiled_ddp', 'main']
+           'tree_layers', 'digits', 'shard_batch', 'make_model', 'check_grads', 'check_backends', 'grads_of',
+           'usage_buffer_names', 'ddp', 'fsdp', 'full_params', 'sgd', 'train_steps', 'train_run', 'train_job',
+           'max_abs_diff', 'reference_runs', 'compare', 'route_job', 'sync_usage', 'usage_job', 'save_checkpoint',
+           'load_checkpoint', 'resume_job', 'resume_jobs', 'compiled_ddp', 'main']
 
 # %% ../nbs/11_distributed.ipynb
 def free_port(host:str='127.0.0.1') -> int:
@@ -203,6 +203,25 @@ def check_grads(model:nn.Module):
     if bad: raise ValueError("gradients DDP/FSDP cannot reduce: " + "; ".join(bad))
 
 # %% ../nbs/11_distributed.ipynb
+def check_backends(model:nn.Module) -> list[str]:
+    "`name:backend` each tree layer of `model` resolves to here; `ValueError` if any rank differs (collective)."
+    mine = [f"{n}:{resolve_backend(m.backend, m.X.device)[0]}" for n, m in model.named_modules()
+            if isinstance(getattr(m, 'backend', None), str) and isinstance(getattr(m, 'X', None), Tensor)]
+    if rank_size()[1] > 1:
+        every = [None] * rank_size()[1]
+        dist.all_gather_object(every, mine)
+        if any(e != mine for e in every):
+            raise ValueError(f"ranks resolved different tree backends: {every}; pass the same explicit `backend=` on every rank")
+    return mine
+
+def _mismatch_job():
+    "Rank 1 has a 'cpp' backend (a stand-in if the real one cannot load), rank 0 pins 'torch': `check_backends` must fail."
+    if rank_size()[0] == 1:
+        try: load_backend('cpp')
+        except RuntimeError: register_backend('cpp', lambda: tree_torch)
+    return check_backends(nn.Sequential(FFF(8, 4, 2, backend='torch' if rank_size()[0] == 0 else 'cpp')))
+
+# %% ../nbs/11_distributed.ipynb
 def grads_of(model:nn.Module, x:Tensor, y:Tensor) -> dict:
     "Gradients `{name: grad}` of the cross-entropy of `model(x)` against labels `y` (a fresh backward)."
     model.zero_grad(set_to_none=True)
@@ -258,7 +277,9 @@ def train_run(strategy:str='ddp', layer:str='FFF[torch]', steps:int=20, batch:in
               ckpt:str|None=None):  # if given, `save_checkpoint` the final state there
     "Train the digits model with `strategy` for `steps` steps of `batch` rows per rank: `dict(losses, params)`."
     x, y = (t.to(device) for t in digits())
-    model = STRATEGIES[strategy](make_model(layer).to(device))
+    model = make_model(layer).to(device)
+    check_backends(model)
+    model = STRATEGIES[strategy](model)
     opt = sgd(model, lr)
     losses = train_steps(model, opt, x, y, steps, batch, check=True)
     if ckpt: save_checkpoint(ckpt, model, opt, steps)
