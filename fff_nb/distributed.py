@@ -86,7 +86,7 @@ FORKSERVER_PRELOAD = ['fff_nb.distributed', 'torch._dynamo', 'sklearn.datasets',
 def launch(fn:Callable,               # importable function run on every rank as `fn(*args)`
            *args,
            world_size:int=2,          # processes
-           timeout_s:float=600.,      # kill every process and raise `TimeoutError` after this
+           timeout_s:float=600.,      # kill every process, raise `TimeoutError` after this (a loaded 2-core machine needed > 120 s)
            threads:int=1,             # torch threads per process
            start_method:str='forkserver', # or 'spawn' (a fresh interpreter per process: slower start)
            pg_timeout_s:float=60.):   # a collective waiting longer than this fails (see `init_process`)
@@ -300,7 +300,7 @@ def reference_runs(layers, world_size:int=2, batch:int=16, **kwargs) -> dict:
     return {l: train_run('none', l, batch=batch * world_size, **kwargs) for l in layers}
 
 # %% ../nbs/11_distributed.ipynb
-def compare(strategy:str, ref:dict, world_size:int=2, timeout_s:float=120., **kwargs) -> dict:
+def compare(strategy:str, ref:dict, world_size:int=2, timeout_s:float=600., **kwargs) -> dict:
     "Train every layer of `ref` with `strategy` on `world_size` processes; max abs differences of params and losses to `ref`."
     runs = launch(train_job, strategy, list(ref), kwargs, world_size=world_size, timeout_s=timeout_s)
     res = {}
