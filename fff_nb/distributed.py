@@ -17,14 +17,14 @@ from torch.distributed.fsdp import fully_shard, FSDPModule, register_fsdp_forwar
 from torch.distributed.tensor import DTensor
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict, get_model_state_dict, StateDictOptions
 from fastcore.script import call_parse
-from .core import FFF, load_backend
+from .core import FFF, load_backend, resolve_backend, register_backend, tree_torch
 
 # %% auto 0
 __all__ = ['FORKSERVER_PRELOAD', 'USAGE_BUFFERS', 'STRATEGIES', 'free_port', 'init_process', 'cleanup', 'rank_size', 'launch',
-           'tree_layers', 'digits', 'shard_batch', 'make_model', 'check_grads', 'grads_of', 'usage_buffer_names', 'ddp',
-           'fsdp', 'full_params', 'sgd', 'train_steps', 'train_run', 'train_job', 'max_abs_diff', 'reference_runs',
-           'compare', 'route_job', 'sync_usage', 'usage_job', 'save_checkpoint', 'load_checkpoint', 'resume_job',
-           'resume_jobs', 'compiled_ddp', 'main']
+           'tree_layers', 'digits', 'shard_batch', 'make_model', 'check_grads', 'check_backends', 'grads_of',
+           'usage_buffer_names', 'ddp', 'fsdp', 'full_params', 'sgd', 'train_steps', 'train_run', 'train_job',
+           'max_abs_diff', 'reference_runs', 'compare', 'route_job', 'sync_usage', 'usage_job', 'save_checkpoint',
+           'load_checkpoint', 'resume_job', 'resume_jobs', 'compiled_ddp', 'main']
 
 # %% ../nbs/11_distributed.ipynb
 def free_port(host:str='127.0.0.1') -> int:
@@ -79,13 +79,14 @@ def _importable(fn:Callable) -> Callable:
 
 # %% ../nbs/11_distributed.ipynb
 # imported once by the fork server, so that each rank starts with them: torch._dynamo (which DDP and FSDP import
-# lazily) alone takes 3-4 s to import here, sklearn.datasets 3-6 s
-FORKSERVER_PRELOAD = ['fff_nb.distributed', 'torch._dynamo', 'sklearn.datasets']
+# lazily) alone takes 3-4 s to import here, sklearn.datasets 3-6 s; the tree-layer modules, so each rank only loads them
+FORKSERVER_PRELOAD = ['fff_nb.distributed', 'torch._dynamo', 'sklearn.datasets',
+                      'fff_nb.ops', 'fff_nb.ultrafastbert', 'fff_nb.leaf', 'fff_nb.variants']  # (missing ones are skipped)
 
 def launch(fn:Callable,               # importable function run on every rank as `fn(*args)`
            *args,
            world_size:int=2,          # processes
-           timeout_s:float=600.,      # kill every process and raise `TimeoutError` after this
+           timeout_s:float=600.,      # kill every process, raise `TimeoutError` after this (a loaded 2-core machine needed > 120 s)
            threads:int=1,             # torch threads per process
            start_method:str='forkserver', # or 'spawn' (a fresh interpreter per process: slower start)
            pg_timeout_s:float=60.):   # a collective waiting longer than this fails (see `init_process`)
@@ -126,9 +127,9 @@ def _family(modname, attr, build):
 
 # %% ../nbs/11_distributed.ipynb
 def _variant_factories() -> dict:
-    "Factories for `fff_nb.variants.VARIANTS` (classes or factories taking `(nIn, nOut, depth)`)."
+    "Factories for `fff_nb.variants.VARIANTS` (constructors taking `(nIn, nOut)`, their defaults for the rest)."
     V = importlib.import_module('fff_nb.variants').VARIANTS
-    return {f'variants.{k}': (lambda v: lambda i, o: v(i, o, 3))(v) for k, v in V.items()}
+    return {f'variants.{k}': (lambda v: lambda i, o: v(i, o))(v) for k, v in V.items()}
 
 # %% ../nbs/11_distributed.ipynb
 _FAMILIES = {  # name -> zero-argument function returning {layer name: factory(nIn, nOut)} or raising why not
@@ -139,19 +140,25 @@ _FAMILIES = {  # name -> zero-argument function returning {layer name: factory(n
     'variants':   _variant_factories,
 }
 
-def tree_layers(verbose:bool=False) -> dict:
-    "Factories `f(nIn, nOut) -> nn.Module` of every tree layer buildable here; `verbose` prints what is skipped and why."
-    res, why = {}, lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+def _tree_layers() -> tuple[dict, list]:
+    "Factories of the buildable tree layers, and the reasons the others were skipped."
+    res, skipped, why = {}, [], lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for fam, get in _FAMILIES.items():
         try: fs = get()
-        except Exception as e:
-            if verbose: print(f"skip {fam}: {why(e)}")
-            continue
+        except Exception as e: skipped.append(f"skip {fam}: {why(e)}"); continue
         for name, f in fs.items():
             try: f(8, 4); res[name] = f  # the constructor takes these arguments
-            except Exception as e:
-                if verbose: print(f"skip {name}: {why(e)}")
-    return res
+            except Exception as e: skipped.append(f"skip {name}: {why(e)}")
+    return res, skipped
+
+_LAYERS_CACHE = []
+
+def tree_layers(verbose:bool=False) -> dict:
+    "Factories `f(nIn, nOut) -> nn.Module` of every tree layer buildable here; `verbose` prints what is skipped and why."
+    if not _LAYERS_CACHE: _LAYERS_CACHE.append(_tree_layers())  # once per process: the answer does not change
+    res, skipped = _LAYERS_CACHE[0]
+    if verbose and skipped: print('\n'.join(skipped))
+    return dict(res)
 
 # %% ../nbs/11_distributed.ipynb
 def digits(dtype=torch.float32) -> tuple[Tensor, Tensor]:
@@ -168,9 +175,16 @@ def shard_batch(x:Tensor, y:Tensor, step:int, batch:int, rank:int=0, world_size:
     return x[start:start + batch], y[start:start + batch]
 
 # %% ../nbs/11_distributed.ipynb
+def _layer_factory(layer:str) -> Callable:
+    "The factory of tree layer `layer`, building only its own family (what every rank does for its model)."
+    fam = layer.split('.')[0] if '.' in layer else layer
+    if fam not in _FAMILIES or layer not in (fs := _FAMILIES[fam]()):
+        raise ValueError(f"`layer` must be one of {list(tree_layers())}, got {layer!r}")
+    return fs[layer]
+
 def make_model(layer:str='FFF[torch]', hidden:int=16, seed:int=0, nIn:int=64, nOut:int=10) -> nn.Module:
     "The digits classifier: tree layer `layer` (nIn -> hidden), GELU, `nn.Linear` (hidden -> nOut), seeded with `seed`."
-    make = tree_layers()[layer]
+    make = _layer_factory(layer)
     torch.manual_seed(seed)
     return nn.Sequential(make(nIn, hidden), nn.GELU(), nn.Linear(hidden, nOut))
 
@@ -187,6 +201,25 @@ def check_grads(model:nn.Module):
             bad.append(f"{n}: gradient {g.layout} {tuple(g.shape)} {g.dtype} strides {g.stride()} "
                        f"vs parameter {tuple(q.shape)} {q.dtype} strides {q.stride()}")
     if bad: raise ValueError("gradients DDP/FSDP cannot reduce: " + "; ".join(bad))
+
+# %% ../nbs/11_distributed.ipynb
+def check_backends(model:nn.Module) -> list[str]:
+    "`name:backend` each tree layer of `model` resolves to here; `ValueError` if any rank differs (collective)."
+    mine = [f"{n}:{resolve_backend(m.backend, m.X.device)[0]}" for n, m in model.named_modules()
+            if isinstance(getattr(m, 'backend', None), str) and isinstance(getattr(m, 'X', None), Tensor)]
+    if rank_size()[1] > 1:
+        every = [None] * rank_size()[1]
+        dist.all_gather_object(every, mine)
+        if any(e != mine for e in every):
+            raise ValueError(f"ranks resolved different tree backends: {every}; pass the same explicit `backend=` on every rank")
+    return mine
+
+def _mismatch_job():
+    "Rank 1 has a 'cpp' backend (a stand-in if the real one cannot load), rank 0 pins 'torch': `check_backends` must fail."
+    if rank_size()[0] == 1:
+        try: load_backend('cpp')
+        except RuntimeError: register_backend('cpp', lambda: tree_torch)
+    return check_backends(nn.Sequential(FFF(8, 4, 2, backend='torch' if rank_size()[0] == 0 else 'cpp')))
 
 # %% ../nbs/11_distributed.ipynb
 def grads_of(model:nn.Module, x:Tensor, y:Tensor) -> dict:
@@ -244,7 +277,9 @@ def train_run(strategy:str='ddp', layer:str='FFF[torch]', steps:int=20, batch:in
               ckpt:str|None=None):  # if given, `save_checkpoint` the final state there
     "Train the digits model with `strategy` for `steps` steps of `batch` rows per rank: `dict(losses, params)`."
     x, y = (t.to(device) for t in digits())
-    model = STRATEGIES[strategy](make_model(layer).to(device))
+    model = make_model(layer).to(device)
+    check_backends(model)
+    model = STRATEGIES[strategy](model)
     opt = sgd(model, lr)
     losses = train_steps(model, opt, x, y, steps, batch, check=True)
     if ckpt: save_checkpoint(ckpt, model, opt, steps)
@@ -265,9 +300,9 @@ def reference_runs(layers, world_size:int=2, batch:int=16, **kwargs) -> dict:
     return {l: train_run('none', l, batch=batch * world_size, **kwargs) for l in layers}
 
 # %% ../nbs/11_distributed.ipynb
-def compare(strategy:str, ref:dict, world_size:int=2, **kwargs) -> dict:
+def compare(strategy:str, ref:dict, world_size:int=2, timeout_s:float=600., **kwargs) -> dict:
     "Train every layer of `ref` with `strategy` on `world_size` processes; max abs differences of params and losses to `ref`."
-    runs = launch(train_job, strategy, list(ref), kwargs, world_size=world_size)
+    runs = launch(train_job, strategy, list(ref), kwargs, world_size=world_size, timeout_s=timeout_s)
     res = {}
     for l in ref:
         per = [r[l] for r in runs]
