@@ -24,16 +24,27 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include "tree.h"
 
+#ifdef FFF_CUDA_EMULATE  // `tools/check_cuda.py --emulate` runs these kernels on CPU threads with its cuda_emu.h
+#include "cuda_emu.h"
+#else
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#define FFF_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace fff_nb {
 
+#ifdef FFF_CUDA_EMULATE
+constexpr bool kEmulated = true;   // CPU tensors stand in for CUDA ones
+#else
+constexpr bool kEmulated = false;
+#endif
 constexpr int kThreads = 256;  // threads per block of every kernel
 constexpr int kChunk = 32;     // sorted (token, level) entries per block of the segment sums
 
@@ -138,7 +149,7 @@ void launch_walk(const S* x, const S* g, const Tree<S>& T, int64_t B, int64_t* r
   const bool wide = T.nIn / kVec<S> > 32 * 8;  // more than 8 vector loads per lane for one warp: use 8 warps
   const int64_t items = B * T.K, groups = kThreads / (wide ? 256 : 32);
   const dim3 grid(unsigned((items + groups - 1) / groups));
-#define FFF_WALK(W, V) walk_kernel<S, A, W, V, GRAD><<<grid, kThreads, 0, stream>>>(x, g, T, B, rows, coef, gz)
+#define FFF_WALK(W, V) FFF_LAUNCH(grid, kThreads, stream, walk_kernel<S, A, W, V, GRAD>)(x, g, T, B, rows, coef, gz)
   if (wide) { if (vec) FFF_WALK(8, kVec<S>); else FFF_WALK(8, 1); }
   else      { if (vec) FFF_WALK(1, kVec<S>); else FFF_WALK(1, 1); }
 #undef FFF_WALK
@@ -172,8 +183,8 @@ void launch_combine(const S* W, const int64_t* rows, const at::opmath_type<S>* w
   using A = at::opmath_type<S>;
   const int V = vec ? kVec<S> : 1;
   const dim3 grid(unsigned(B), unsigned((width + int64_t(kThreads) * V - 1) / (int64_t(kThreads) * V)));
-  if (vec) combine_kernel<S, A, kVec<S>><<<grid, kThreads, 0, stream>>>(W, rows, w, width, KL, out);
-  else     combine_kernel<S, A, 1><<<grid, kThreads, 0, stream>>>(W, rows, w, width, KL, out);
+  if (vec) FFF_LAUNCH(grid, kThreads, stream, combine_kernel<S, A, kVec<S>>)(W, rows, w, width, KL, out);
+  else     FFF_LAUNCH(grid, kThreads, stream, combine_kernel<S, A, 1>)(W, rows, w, width, KL, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -239,11 +250,11 @@ void launch_segment_sum(const int64_t* sorted, const int64_t* perm, const at::op
   const int V = vecok ? kVec<S> : 1;
   const unsigned chunks = unsigned((M + kChunk - 1) / kChunk);
   const dim3 grid(chunks, unsigned((width + int64_t(kThreads) * V - 1) / (int64_t(kThreads) * V)));
-  if (vecok) segment_sum_kernel<S, A, kVec<S>><<<grid, kThreads, 0, stream>>>(sorted, perm, w, vec, M, KL, width, out, part);
-  else       segment_sum_kernel<S, A, 1><<<grid, kThreads, 0, stream>>>(sorted, perm, w, vec, M, KL, width, out, part);
+  if (vecok) FFF_LAUNCH(grid, kThreads, stream, segment_sum_kernel<S, A, kVec<S>>)(sorted, perm, w, vec, M, KL, width, out, part);
+  else       FFF_LAUNCH(grid, kThreads, stream, segment_sum_kernel<S, A, 1>)(sorted, perm, w, vec, M, KL, width, out, part);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const dim3 grid1(chunks, unsigned((width + kThreads - 1) / kThreads));
-  segment_fixup_kernel<S, A><<<grid1, kThreads, 0, stream>>>(sorted, M, width, part, out);
+  FFF_LAUNCH(grid1, kThreads, stream, segment_fixup_kernel<S, A>)(sorted, M, width, part, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -273,7 +284,7 @@ static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor
   TORCH_CHECK_TYPE(x.is_floating_point(), "`x` must be a floating-point tensor, got ", x.scalar_type());
   TORCH_CHECK_TYPE(X.scalar_type() == x.scalar_type() && Y.scalar_type() == x.scalar_type(),
                    "`x`, `X` and `Y` must have the same dtype, got ", x.scalar_type(), ", ", X.scalar_type(), ", ", Y.scalar_type());
-  TORCH_CHECK_VALUE(x.is_cuda() && X.device() == x.device() && Y.device() == x.device(),
+  TORCH_CHECK_VALUE((kEmulated || x.is_cuda()) && X.device() == x.device() && Y.device() == x.device(),
                     "tree op: `x`, `X` and `Y` must be on the same CUDA device, got ", x.device(), ", ", X.device(), ", ", Y.device());
   if (b) {
     TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == X.size(0), "`b` must have shape (", X.size(0), ",), got ", b->sizes());
@@ -341,7 +352,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cuda(
     const bool vin = vec_ok<S>(nIn, {xp, T.X, dx.data_ptr(), dX.data_ptr()}), vout = vec_ok<S>(nOut, {gp, T.Y, dY.data_ptr()});
     launch_walk<S, true>(xp, gp, T, B, rows.data_ptr<int64_t>(), coef.data_ptr<A>(), gz.data_ptr<A>(), vin && vout, stream);
     if (nIn > 0) launch_combine<S>(T.X, rows.data_ptr<int64_t>(), gz.data_ptr<A>(), B, nIn, KL, dx.data_ptr<S>(), vin, stream);
-    const auto sorted = at::sort(rows, /*stable=*/true);  // (row, entry) pairs grouped by row, entries in order
+    // (row, entry) pairs grouped by row, entries in order; the optional<bool> picks the `stable` overload (a plain
+    // `true` would be taken as dim=1)
+    const auto sorted = at::sort(rows, std::optional<bool>(true), /*dim=*/0, /*descending=*/false);
     const int64_t *sp = std::get<0>(sorted).data_ptr<int64_t>(), *pp = std::get<1>(sorted).data_ptr<int64_t>();
     const int64_t chunks = (M + kChunk - 1) / kChunk, width = std::max<int64_t>({nIn, nOut, 1});
     at::Tensor part = at::empty({chunks * 2 * width}, fopt);  // reused: the kernels of one stream run in order
@@ -355,7 +368,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cuda(
 
 }  // namespace fff_nb
 
+#ifndef FFF_CUDA_EMULATE
 TORCH_LIBRARY_IMPL(fff_nb, CUDA, m) {
   m.impl("tree_forward", &fff_nb::tree_forward_cuda);
   m.impl("tree_backward", &fff_nb::tree_backward_cuda);
 }
+#endif
