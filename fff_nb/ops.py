@@ -4,12 +4,12 @@
 
 # %% ../nbs/02_ops.ipynb 1
 from __future__ import annotations
-import hashlib, os, warnings
+import hashlib
 from pathlib import Path
 from typing import Callable
 import torch
 from torch import Tensor, nn
-from .core import check_input, check_positive_int, tree_depth, register_backend, tree_torch
+from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
 __all__ = ['CSRC', 'CFLAGS', 'ACTS', 'ext_name', 'build', 'load_library', 'tree_forward', 'tree_backward', 'load']
@@ -102,8 +102,8 @@ def _check_args(x:Tensor, X:Tensor, n_trees, act) -> int:
 def tree_forward(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
     "Fused forward of `n_trees` summed trees with node bias `b` and coefficient `act` (as `tree_torch`): `x` (B, nIn) -> (B, nOut)."
     if _FWD is None: load_library()
+    if type(n_trees) is not int: n_trees = check_positive_int('n_trees', n_trees)
     try:
-        if type(n_trees) is not int: raise TypeError
         a = ACTS[act]
         if _direct_ok(x, X, Y, b): return _KERNEL(x, X, Y, b, n_trees, a)
         return _FWD(x, X, Y, b, n_trees, a)

@@ -49,7 +49,7 @@ def plot_regions(fff:FFF,       # a layer with nIn=2
 
 # %% ../nbs/01_theory.ipynb
 def tree_paths(depth:int) -> Tensor:
-    "Node indices (2**(depth-1), depth) of every root-to-last-level path of a depth-`depth` tree, ordered by last node."
+    "Node indices, shape `(2**(depth-1), depth)`, of every root-to-last-level path of a depth-`depth` tree, by last node."
     cols = [torch.arange(2**(depth - 1) - 1, 2**depth - 1)]
     for _ in range(depth - 1): cols.append((cols[-1] - 1) // 2)   # parent of n is (n-1)//2
     return torch.stack(cols[::-1], -1)
