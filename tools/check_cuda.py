@@ -4,8 +4,8 @@ machine without a GPU or a CUDA build of torch. The CPU wheel lacks one CMake-ge
 `c10/cuda/impl/cuda_cmake_macros.h`; a one-line stub of it is written to a temporary include directory.
 
 --emulate also runs the kernels of `fff_cuda.cu` on the CPU: the file is compiled as C++ with `cuda_emu.h` (below),
-which runs every CUDA thread of a block as a CPU thread (`__syncthreads` a barrier, `__shfl_xor_sync` an exchange
-through memory between two warp barriers), and its host code runs on CPU tensors. The results are checked against
+which runs every CUDA thread of a block as a fiber on one OS thread (`__syncthreads` a round of the fibers,
+`__shfl_xor_sync` an exchange through memory between two rounds), and its host code runs on CPU tensors. The results are checked against
 `fff_nb.core.tree_torch` on the shared test set of `fff_nb.cuda` (forward and gradients, every dtype) and the
 backward for bitwise determinism. It exercises the kernels' indexing, reductions, branches and launch geometry, not
 the GPU's memory model or timing.
@@ -45,14 +45,15 @@ def check(files, archs=(80, 90), ptxas:bool=False) -> bool:
             ok &= r.returncode == 0
     return ok
 
-EMU_H = r"""// cuda_emu.h: just enough of CUDA to run fff_cuda.cu's kernels on CPU threads (tools/check_cuda.py --emulate).
+EMU_H = r"""// cuda_emu.h: just enough of CUDA to run fff_cuda.cu's kernels on the CPU (tools/check_cuda.py --emulate).
+// Each CUDA thread of a block is a fiber (ucontext) on one OS thread; a scheduler resumes them round-robin, so
+// __syncthreads is "yield until every live thread of the block has yielded". __shfl_xor_sync is an exchange through
+// memory between two such barriers, so every thread of the block must reach it (true of fff_cuda.cu's walk kernel).
 #pragma once
-#include <barrier>
+#include <ucontext.h>
 #include <cstring>
 #include <exception>
-#include <memory>
-#include <mutex>
-#include <thread>
+#include <functional>
 #include <tuple>
 #include <vector>
 #define __global__
@@ -65,30 +66,44 @@ EMU_H = r"""// cuda_emu.h: just enough of CUDA to run fff_cuda.cu's kernels on C
 struct dim3 { unsigned x, y, z; dim3(unsigned x = 1, unsigned y = 1, unsigned z = 1) : x(x), y(y), z(z) {} };
 using cudaStream_t = void*;
 namespace fff_emu {
-struct Block {
-  std::barrier<> all;
-  std::vector<std::unique_ptr<std::barrier<>>> warps;
-  double lanes[1024];
-  explicit Block(unsigned n) : all(n) { for (unsigned w = 0; w < n; w += 32) warps.emplace_back(new std::barrier<>(std::min(32u, n - w))); }
-};
-inline dim3 gridDim, blockDim;
-inline thread_local dim3 threadIdx, blockIdx;
-inline thread_local Block* block;
-template <typename F> void run(dim3 g, dim3 b, F&& body) {
-  gridDim = g, blockDim = b;
+constexpr size_t kStack = 256 * 1024;
+inline dim3 gridDim, blockDim, threadIdx, blockIdx;
+inline ucontext_t sched;
+inline std::vector<ucontext_t> ctx;
+inline std::vector<std::vector<char>> stacks;
+inline std::vector<char> done;
+inline unsigned cur;
+inline double lanes[1024];
+inline const std::function<void()>* body;
+inline std::exception_ptr err;
+inline void entry() {
+  try { (*body)(); } catch (...) { err = std::current_exception(); }
+  done[cur] = 1;  // returning resumes `sched` (uc_link)
+}
+inline void yield() { swapcontext(&ctx[cur], &sched); }
+inline void run(dim3 g, dim3 b, const std::function<void()>& fn) {
+  gridDim = g, blockDim = b, body = &fn;
   const unsigned n = b.x * b.y * b.z;
+  ctx.resize(n), stacks.resize(n), done.assign(n, 0);
+  for (auto& s : stacks) s.resize(kStack);
   for (unsigned bz = 0; bz < g.z; ++bz) for (unsigned by = 0; by < g.y; ++by) for (unsigned bx = 0; bx < g.x; ++bx) {
-    Block blk(n);
-    std::exception_ptr err;
-    std::mutex mu;
-    std::vector<std::thread> ts;
-    for (unsigned t = 0; t < n; ++t)
-      ts.emplace_back([&, t] {
-        threadIdx = dim3(t % b.x, t / b.x % b.y, t / (b.x * b.y)), blockIdx = dim3(bx, by, bz), block = &blk;
-        try { body(); } catch (...) { std::lock_guard<std::mutex> l(mu); err = std::current_exception(); }
-      });
-    for (auto& t : ts) t.join();
-    if (err) std::rethrow_exception(err);
+    blockIdx = dim3(bx, by, bz);
+    done.assign(n, 0);
+    for (unsigned t = 0; t < n; ++t) {
+      getcontext(&ctx[t]);
+      ctx[t].uc_stack.ss_sp = stacks[t].data(), ctx[t].uc_stack.ss_size = kStack, ctx[t].uc_link = &sched;
+      makecontext(&ctx[t], entry, 0);
+    }
+    for (unsigned live = n; live;) {  // one round = every live thread runs to its next barrier (or its end)
+      live = 0;
+      for (unsigned t = 0; t < n; ++t) {
+        if (done[t]) continue;
+        cur = t, threadIdx = dim3(t % b.x, t / b.x % b.y, t / (b.x * b.y));
+        swapcontext(&sched, &ctx[t]);
+        live += !done[t];
+      }
+      if (err) { auto e = err; err = nullptr; std::rethrow_exception(e); }
+    }
   }
 }
 template <typename... P> struct Launch {
@@ -101,16 +116,15 @@ template <typename... P> struct Launch {
 template <typename... P> Launch<P...> launch(dim3 g, dim3 b, void (*k)(P...)) { return {g, b, k}; }
 }  // namespace fff_emu
 using fff_emu::threadIdx; using fff_emu::blockIdx; using fff_emu::blockDim; using fff_emu::gridDim;
-inline void __syncthreads() { fff_emu::block->all.arrive_and_wait(); }
-template <typename T> T __shfl_xor_sync(unsigned, T v, int mask) {  // all 32 lanes take part, as in the kernels
+inline void __syncthreads() { fff_emu::yield(); }
+template <typename T> T __shfl_xor_sync(unsigned, T v, int mask) {
   static_assert(sizeof(T) <= sizeof(double));
-  const unsigned t = threadIdx.x, w = t / 32;
-  auto& bar = *fff_emu::block->warps[w];
-  std::memcpy(&fff_emu::block->lanes[t], &v, sizeof(T));
-  bar.arrive_and_wait();
+  const unsigned t = fff_emu::cur;
+  std::memcpy(&fff_emu::lanes[t], &v, sizeof(T));
+  fff_emu::yield();
   T r;
-  std::memcpy(&r, &fff_emu::block->lanes[w * 32 + ((t % 32) ^ unsigned(mask))], sizeof(T));
-  bar.arrive_and_wait();
+  std::memcpy(&r, &fff_emu::lanes[(t & ~31u) | ((t % 32) ^ unsigned(mask))], sizeof(T));
+  fff_emu::yield();
   return r;
 }
 #define FFF_LAUNCH(grid, block, stream, ...) fff_emu::launch(grid, block, &__VA_ARGS__)
@@ -143,7 +157,7 @@ def emulate(verbose:bool=False) -> bool:
     (build / 'cuda_emu.h').write_text(EMU_H); (build / 'emu.cpp').write_text(EMU_BIND)
     t0 = time.time()
     mod = load(name=build.name, sources=[str(build / 'emu.cpp')], extra_include_paths=[str(build), str(csrc)],
-               extra_cflags=['-O1', '-std=c++20'], extra_ldflags=['-lpthread'], build_directory=str(build), verbose=verbose)
+               extra_cflags=['-O1', '-std=c++20'], build_directory=str(build), verbose=verbose)
     print(f"check_cuda: emulator built ({time.time() - t0:.1f} s)")
     acts = {'identity': 0, 'gelu': 1}
     fwd = lambda x, X, Y, b, K, act: mod.forward(x, X, Y, b, K, acts[act])
@@ -167,7 +181,7 @@ def emulate(verbose:bool=False) -> bool:
         yn = fwd(xn, X, Y, b, 2, 'gelu')
         assert yn[1].isnan().all() and not yn[[0, 2]].isnan().any(), 'NaN routing'
     except AssertionError as e:
-        print(f"check_cuda: FAIL: emulated kernels disagree with tree_torch: {e!r}"); return False
+        print(f"check_cuda: FAIL: emulated kernels disagree with tree_torch: {e!r:.600}"); return False
     print(f"check_cuda: pass: emulated fff_cuda.cu agrees with tree_torch on {len(TEST_CASES)} cases x float64/float32, "
           f"bfloat16/float16, NaN routing, deterministic backward ({time.time() - t0:.1f} s)")
     return True
