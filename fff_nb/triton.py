@@ -238,35 +238,41 @@ register_backend('triton', load, devices=('cpu', 'cuda') if INTERPRET else ('cud
 # %% ../nbs/04_triton.ipynb
 def _jit(k): return k if isinstance(k, triton.runtime.JITFunction) else triton.runtime.JITFunction(k.fn)
 
-def aot_compile(arch:int=90, dtype:str='fp32') -> dict[str, int]:
-    "Compile every kernel of this module for CUDA `sm_<arch>` without a GPU; returns each kernel's cubin size in bytes."
+def _aot_sigs(dtype:str) -> list:
+    "`(kernel, tag, signature, constexprs)` of every kernel variant the launchers use, for storage type `dtype`."
+    acc, p, i32 = ('fp64' if dtype == 'fp64' else 'fp32'), f'*{dtype}', lambda *ns: {n: 'i32' for n in ns}
+    walk = {**{n: p for n in ('x_ptr', 'g_ptr', 'X_ptr', 'Y_ptr', 'b_ptr')}, 'rows_ptr': '*i64', 'coef_ptr': f'*{acc}',
+            'gz_ptr': f'*{acc}', **i32('B', 'nIn', 'nOut', 'N', 'K', 'L')}
+    seg = {'sorted_ptr': '*i64', 'perm_ptr': '*i64', 'w_ptr': f'*{acc}', 'vec_ptr': p, 'out_ptr': p, 'part_ptr': f'*{acc}', **i32('M', 'KL', 'width')}
+    blocks = dict(BLOCK_T=16, BLOCK_I=128, BLOCK_O=128)
+    return [(walk_kernel, 'forward', walk, dict(HAS_B=False, GRAD=False, ACT=0, **blocks)),
+            (walk_kernel, 'backward', walk, dict(HAS_B=True, GRAD=True, ACT=1, **blocks)),
+            (combine_kernel, '', {'W_ptr': p, 'rows_ptr': '*i64', 'w_ptr': f'*{acc}', 'out_ptr': p, **i32('B', 'width', 'KL')},
+             dict(BLOCK_T=16, BLOCK_J=128)),
+            (segment_sum_kernel, 'rows', seg, dict(HAS_VEC=True, CHUNK=CHUNK, BLOCK_J=128)),
+            (segment_sum_kernel, 'bias', seg, dict(HAS_VEC=False, CHUNK=CHUNK, BLOCK_J=16)),
+            (segment_fixup_kernel, '', {'sorted_ptr': '*i64', 'part_ptr': f'*{acc}', 'out_ptr': p, **i32('M', 'width')},
+             dict(CHUNK=CHUNK, BLOCK_J=128))]
+
+def aot_compile(arch:int=90, dtypes=('fp32', 'fp16', 'bf16', 'fp64')) -> dict[str, int]:
+    "Compile every kernel variant for CUDA `sm_<arch>` and each storage dtype, without a GPU; returns cubin sizes in bytes."
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    acc = 'fp64' if dtype == 'fp64' else 'fp32'
-    i32 = lambda *ns: {n: 'i32' for n in ns}
-    sigs = {walk_kernel: ({'x_ptr': f'*{dtype}', 'g_ptr': f'*{dtype}', 'X_ptr': f'*{dtype}', 'Y_ptr': f'*{dtype}', 'b_ptr': f'*{dtype}',
-                           'rows_ptr': '*i64', 'coef_ptr': f'*{acc}', 'gz_ptr': f'*{acc}', **i32('B', 'nIn', 'nOut', 'N', 'K', 'L')},
-                          dict(HAS_B=True, GRAD=True, ACT=1, BLOCK_T=16, BLOCK_I=128, BLOCK_O=128)),
-            combine_kernel: ({'W_ptr': f'*{dtype}', 'rows_ptr': '*i64', 'w_ptr': f'*{acc}', 'out_ptr': f'*{dtype}', **i32('B', 'width', 'KL')},
-                             dict(BLOCK_T=16, BLOCK_J=128)),
-            segment_sum_kernel: ({'sorted_ptr': '*i64', 'perm_ptr': '*i64', 'w_ptr': f'*{acc}', 'vec_ptr': f'*{dtype}', 'out_ptr': f'*{dtype}',
-                                  'part_ptr': f'*{acc}', **i32('M', 'KL', 'width')}, dict(HAS_VEC=True, CHUNK=CHUNK, BLOCK_J=128)),
-            segment_fixup_kernel: ({'sorted_ptr': '*i64', 'part_ptr': f'*{acc}', 'out_ptr': f'*{dtype}', **i32('M', 'width')},
-                                   dict(CHUNK=CHUNK, BLOCK_J=128))}
     out = {}
     with triton.knobs.runtime.scope():
         triton.knobs.runtime.interpret = False  # code generation checks this knob too
-        for k, (sig, consts) in sigs.items():
-            sig = {**sig, **{c: 'constexpr' for c in consts}}
-            src = ASTSource(fn=_jit(k), signature=sig, constexprs=consts)
-            out[k.__name__] = len(triton.compile(src, target=GPUTarget('cuda', arch, 32), options={'enable_fp_fusion': True}).asm['cubin'])
+        for dtype in dtypes:
+            for k, tag, sig, consts in _aot_sigs(dtype):
+                src = ASTSource(fn=_jit(k), signature={**sig, **{c: 'constexpr' for c in consts}}, constexprs=consts)
+                cubin = triton.compile(src, target=GPUTarget('cuda', arch, 32), options={'enable_fp_fusion': True}).asm['cubin']
+                out[f"{k.__name__}[{dtype}{',' + tag if tag else ''}]"] = len(cubin)
     return out
 
 # %% ../nbs/04_triton.ipynb
-def aot_check(arch:int=90, dtype:str='fp32') -> dict[str, int]:
-    "`aot_compile(arch, dtype)` in a fresh Python process with the interpreter off (the CI compile check)."
+def aot_check(arch:int=90, dtypes=('fp32', 'fp16', 'bf16', 'fp64')) -> dict[str, int]:
+    "`aot_compile(arch, dtypes)` in a fresh Python process with the interpreter off (the CI compile check)."
     import json, subprocess, sys
-    code = f"import json; from fff_nb.triton import aot_compile; print(json.dumps(aot_compile({arch}, {dtype!r})))"
+    code = f"import json; from fff_nb.triton import aot_compile; print(json.dumps(aot_compile({arch}, {tuple(dtypes)!r})))"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env={**os.environ, 'TRITON_INTERPRET': '0'})
     if r.returncode: raise RuntimeError(f"Triton AOT compile for sm_{arch} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
