@@ -85,7 +85,7 @@ FORKSERVER_PRELOAD = ['fff_nb.distributed', 'torch._dynamo', 'sklearn.datasets']
 def launch(fn:Callable,               # importable function run on every rank as `fn(*args)`
            *args,
            world_size:int=2,          # processes
-           timeout_s:float=120.,      # kill every process and raise `TimeoutError` after this
+           timeout_s:float=600.,      # kill every process and raise `TimeoutError` after this
            threads:int=1,             # torch threads per process
            start_method:str='forkserver', # or 'spawn' (a fresh interpreter per process: slower start)
            pg_timeout_s:float=60.):   # a collective waiting longer than this fails (see `init_process`)
