@@ -10,11 +10,12 @@ from torch import Tensor
 from .core import check_input, check_positive_int, register_backend, tree_torch
 
 # %% auto 0
-__all__ = ['INTERPRET', 'ACTS', 'CHUNK', 'BLOCK_T', 'walk_kernel', 'combine_kernel', 'segment_sum_kernel', 'segment_fixup_kernel',
-           'triton_tree_forward', 'triton_tree_backward', 'tree_triton', 'tree_triton_backward', 'load', 'aot_compile',
-           'aot_check']
+__all__ = ['INTERPRET_REQUESTED', 'INTERPRET', 'ACTS', 'CHUNK', 'BLOCK_T', 'walk_kernel', 'combine_kernel', 'segment_sum_kernel',
+           'segment_fixup_kernel', 'triton_tree_forward', 'triton_tree_backward', 'tree_triton', 'tree_triton_backward',
+           'load', 'register', 'aot_compile', 'aot_check']
 
 # %% ../nbs/04_triton.ipynb
+INTERPRET_REQUESTED = os.environ.get('TRITON_INTERPRET', '').lower() in ('1', 'true', 'yes', 'on')  # by the user
 if 'TRITON_INTERPRET' not in os.environ and not torch.cuda.is_available(): os.environ['TRITON_INTERPRET'] = '1'
 import triton
 import triton.language as tl
@@ -233,7 +234,11 @@ def load():
     "The `'triton'` backend's loader: `tree_triton` (Triton is imported with this module)."
     return tree_triton
 
-register_backend('triton', load, devices=('cpu', 'cuda') if INTERPRET else ('cuda',))
+def register(cpu:bool=INTERPRET_REQUESTED):
+    "Register the `'triton'` backend for CUDA tensors, and for CPU tensors (the interpreter) if `cpu`."
+    register_backend('triton', load, devices=('cuda', 'cpu') if cpu else ('cuda',))
+
+register()
 
 # %% ../nbs/04_triton.ipynb
 def _jit(k): return k if isinstance(k, triton.runtime.JITFunction) else triton.runtime.JITFunction(k.fn)
