@@ -92,47 +92,54 @@ def check_tree_op(fwd:Callable, bwd:Callable, device='cpu', dtype=torch.float64,
             else: assert_close_rel(got, want, eps)
 
 # %% ../nbs/03_cuda.ipynb
-def gpu_times(fns:dict[str, Callable], rounds:int=15, reps:int=10, warmup:int=3) -> dict[str, list[float]]:
-    "Per-call seconds of each of `fns` on the current CUDA stream: CUDA events around `reps` calls, `rounds` rounds interleaved."
+def gpu_times(fns:dict[str, Callable], rounds:int=15, reps:int=10, warmup:int=3, device='cuda') -> dict[str, list[float]]:
+    "Per-call seconds of each of `fns`: CUDA events around `reps` calls on the current stream, `rounds` rounds interleaved."
+    cuda = torch.device(device).type == 'cuda'
     for f in fns.values():
         for _ in range(warmup): f()
-    torch.cuda.synchronize()
+    if cuda: torch.cuda.synchronize()
     times = {n: [] for n in fns}
     for _ in range(rounds):
         for n, f in fns.items():
-            a, z = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
+            if cuda: a, z = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); a.record()
+            else: t0 = time.perf_counter()
             for _ in range(reps): f()
-            z.record(); z.synchronize()
-            times[n].append(a.elapsed_time(z) / 1e3 / reps)
+            if cuda: z.record(); z.synchronize()
+            times[n].append((a.elapsed_time(z) / 1e3 if cuda else time.perf_counter() - t0) / reps)
     return times
 
 # %% ../nbs/03_cuda.ipynb
 def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False, act:str='identity',
-                   dtype=torch.float32, seed:int=0) -> dict[str, tuple[Callable, list]]:
-    "`name: (forward, parameters)` of `nn.Linear(nIn, nOut)` and of the tree on the 'cuda' kernels and the torch reference."
-    X, Y, b = rand_tree(nIn, nOut, levels, n_trees, bias, dtype, 'cuda', seed)
+                   dtype=torch.float32, seed:int=0, device='cuda') -> dict[str, tuple[Callable, list]]:
+    "`name: (forward, parameters)` of `nn.Linear(nIn, nOut)` and of the tree on the op's kernels, Triton (if installed) and the torch reference."
+    X, Y, b = rand_tree(nIn, nOut, levels, n_trees, bias, dtype, device, seed)
     ps = [t.requires_grad_() for t in (X, Y, b) if t is not None]
     from .ops import tree_forward
-    lin = torch.nn.Linear(nIn, nOut, device='cuda', dtype=dtype)
-    return {'nn.Linear (cuBLAS)': (lin, list(lin.parameters())),
-            'FFF torch (gather)': (lambda x: tree_torch(x, X, Y, b, n_trees, act), ps),
-            'FFF cuda': (lambda x: tree_forward(x, X, Y, b, n_trees, act), ps)}
+    lin = torch.nn.Linear(nIn, nOut, device=device, dtype=dtype)
+    fns = {'nn.Linear (cuBLAS)': (lin, list(lin.parameters())),
+           'FFF torch (gather)': (lambda x: tree_torch(x, X, Y, b, n_trees, act), ps),
+           'FFF cuda': (lambda x: tree_forward(x, X, Y, b, n_trees, act), ps)}
+    try:
+        from .triton import tree_triton, INTERPRET
+        if not INTERPRET: fns['FFF triton'] = (lambda x: tree_triton(x, X, Y, b, n_trees, act), ps)
+    except ImportError: pass
+    return fns
 
 # %% ../nbs/03_cuda.ipynb
 def bench_gpu(nIn:int, nOut:int, levels:int, B:int, n_trees:int=1, bias:bool=False, act:str='identity',
-              dtype=torch.float32, backward:bool=False, **kw) -> list[dict]:
+              dtype=torch.float32, backward:bool=False, device='cuda', **kw) -> list[dict]:
     "Median times of the `gpu_contenders` at batch `B` (forward, or forward+backward to input and parameters), checked first."
     from .bench import summarize
-    fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype)
-    x = torch.randn(B, nIn, device='cuda', dtype=dtype, requires_grad=backward)
-    g = torch.randn(B, nOut, device='cuda', dtype=dtype)
+    fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype, device=device)
+    x = torch.randn(B, nIn, device=device, dtype=dtype, requires_grad=backward)
+    g = torch.randn(B, nOut, device=device, dtype=dtype)
     with torch.no_grad():
         ref = fns['FFF torch (gather)'][0](x)
-        torch.testing.assert_close(fns['FFF cuda'][0](x), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+        for n, (f, _) in fns.items():
+            if n.startswith('FFF'): torch.testing.assert_close(f(x), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     if backward: step = {n: (lambda f=f, ps=ps: torch.autograd.grad(f(x), [x, *ps], g)) for n, (f, ps) in fns.items()}
     else: step = {n: (lambda f=f: f(x)) for n, (f, ps) in fns.items()}
-    with torch.set_grad_enabled(backward): ts = gpu_times(step, **kw)
+    with torch.set_grad_enabled(backward): ts = gpu_times(step, device=device, **kw)
     med = {n: summarize(t)['median'] for n, t in ts.items()}
     return [dict(impl=n, shape=f"{nIn}x{nOut} L={levels} K={n_trees}", B=B, mode='fwd+bwd' if backward else 'fwd',
                  median_ms=m * 1e3, vs_linear=med['nn.Linear (cuBLAS)'] / m) for n, m in med.items()]

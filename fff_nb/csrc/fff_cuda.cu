@@ -12,7 +12,7 @@
 //   walk     one group of WARPS warps per (token, tree) computes each level's dot product cooperatively (16-byte
 //            coalesced loads, a butterfly shuffle then a fixed-order sum over the group's warps, so every thread of
 //            the group gets the same bits and takes the same branch) and writes the visited rows and act(z);
-//   combine  one block per (token, column tile): y[t, j] = sum over trees and levels act(z) Y[row, j], levels in order.
+//   combine  one block per (token, column tile of up to 256 threads): y[t, j] = sum over trees and levels act(z) Y[row, j], levels in order.
 // Backward = walk again (also gc = <grad_y, Y[row]> per level, gz = gc act'(z)), combine over X for dx, then dX, dY,
 //   db as segment sums over the (token, level) entries sorted by row (a stable sort): fixed chunks of kChunk sorted
 //   entries sum their runs in order; a run that crosses a chunk end leaves per-chunk partials that one block adds in
@@ -24,17 +24,40 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include "tree.h"
 
+#ifdef FFF_CUDA_EMULATE  // `tools/check_cuda.py --emulate` runs these kernels on CPU threads with its cuda_emu.h
+#include "cuda_emu.h"
+#else
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#define FFF_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace fff_nb {
 
-constexpr int kThreads = 256;  // threads per block of every kernel
+#ifdef FFF_CUDA_EMULATE
+constexpr bool kEmulated = true;   // CPU tensors stand in for CUDA ones
+#else
+constexpr bool kEmulated = false;
+#endif
+constexpr int kThreads = 256;  // threads per block of the walk; the most of the column kernels
+
+// Threads per block of a column kernel over `width` elements, V per thread: a multiple of 32, at most kThreads
+// (narrow rows get small blocks instead of mostly idle threads).
+static int col_threads(int64_t width, int V) {
+  const int64_t need = (width + V - 1) / V;
+  return int(std::min<int64_t>(kThreads, std::max<int64_t>(32, (need + 31) / 32 * 32)));
+}
+
+// Column tiles of `threads` threads x V elements covering `width`.
+static unsigned col_tiles(int64_t width, int threads, int V) {
+  return unsigned((width + int64_t(threads) * V - 1) / (int64_t(threads) * V));
+}
 constexpr int kChunk = 32;     // sorted (token, level) entries per block of the segment sums
 
 template <typename S> constexpr int kVec = 16 / sizeof(S);  // elements per 16-byte load
@@ -138,7 +161,7 @@ void launch_walk(const S* x, const S* g, const Tree<S>& T, int64_t B, int64_t* r
   const bool wide = T.nIn / kVec<S> > 32 * 8;  // more than 8 vector loads per lane for one warp: use 8 warps
   const int64_t items = B * T.K, groups = kThreads / (wide ? 256 : 32);
   const dim3 grid(unsigned((items + groups - 1) / groups));
-#define FFF_WALK(W, V) walk_kernel<S, A, W, V, GRAD><<<grid, kThreads, 0, stream>>>(x, g, T, B, rows, coef, gz)
+#define FFF_WALK(W, V) FFF_LAUNCH(grid, kThreads, stream, walk_kernel<S, A, W, V, GRAD>)(x, g, T, B, rows, coef, gz)
   if (wide) { if (vec) FFF_WALK(8, kVec<S>); else FFF_WALK(8, 1); }
   else      { if (vec) FFF_WALK(1, kVec<S>); else FFF_WALK(1, 1); }
 #undef FFF_WALK
@@ -146,12 +169,12 @@ void launch_walk(const S* x, const S* g, const Tree<S>& T, int64_t B, int64_t* r
 }
 
 // ---- combine: out[t, j] = sum over the token's KL entries of w[e] W[rows[e], j] (levels in order, A accumulation) ----
-// Grid (B, column tiles of kThreads V); no barriers, so idle threads return at once.
+// Grid (B, column tiles of blockDim.x V); no barriers, so idle threads return at once.
 template <typename S, typename A, int V>
 __global__ void __launch_bounds__(kThreads) combine_kernel(const S* __restrict__ W, const int64_t* __restrict__ rows,
                                                            const A* __restrict__ w, int64_t width, int KL,
                                                            S* __restrict__ out) {
-  const int64_t t = blockIdx.x, j = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * V;
+  const int64_t t = blockIdx.x, j = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   if (j >= width) return;
   const int64_t* r = rows + t * KL;
   const A* c = w + t * KL;
@@ -171,9 +194,10 @@ void launch_combine(const S* W, const int64_t* rows, const at::opmath_type<S>* w
                     S* out, bool vec, cudaStream_t stream) {
   using A = at::opmath_type<S>;
   const int V = vec ? kVec<S> : 1;
-  const dim3 grid(unsigned(B), unsigned((width + int64_t(kThreads) * V - 1) / (int64_t(kThreads) * V)));
-  if (vec) combine_kernel<S, A, kVec<S>><<<grid, kThreads, 0, stream>>>(W, rows, w, width, KL, out);
-  else     combine_kernel<S, A, 1><<<grid, kThreads, 0, stream>>>(W, rows, w, width, KL, out);
+  const int threads = col_threads(width, V);
+  const dim3 grid(unsigned(B), col_tiles(width, threads, V));
+  if (vec) FFF_LAUNCH(grid, threads, stream, combine_kernel<S, A, kVec<S>>)(W, rows, w, width, KL, out);
+  else     FFF_LAUNCH(grid, threads, stream, combine_kernel<S, A, 1>)(W, rows, w, width, KL, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -188,7 +212,7 @@ __global__ void __launch_bounds__(kThreads) segment_sum_kernel(const int64_t* __
                                                                const S* __restrict__ vec, int64_t M, int KL,
                                                                int64_t width, S* __restrict__ out, A* __restrict__ part) {
   const int64_t c = blockIdx.x, p0 = c * kChunk, p1 = p0 + kChunk < M ? p0 + kChunk : M;
-  const int64_t j = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * V;
+  const int64_t j = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   if (j >= width) return;
   int64_t row = sorted[p0];
   bool head = p0 > 0 && sorted[p0 - 1] == row;  // this run began in an earlier chunk
@@ -219,7 +243,7 @@ __global__ void __launch_bounds__(kThreads) segment_fixup_kernel(const int64_t* 
                                                                  int64_t width, const A* __restrict__ part,
                                                                  S* __restrict__ out) {
   const int64_t c = blockIdx.x, p0 = c * kChunk, p1 = p0 + kChunk;
-  const int64_t j = int64_t(blockIdx.y) * kThreads + threadIdx.x;
+  const int64_t j = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (j >= width || p1 >= M) return;
   const int64_t row = sorted[p1 - 1];
   if (sorted[p1] != row || (p0 > 0 && sorted[p0 - 1] == row)) return;  // ends here, or began in an earlier chunk
@@ -238,12 +262,13 @@ void launch_segment_sum(const int64_t* sorted, const int64_t* perm, const at::op
   using A = at::opmath_type<S>;
   const int V = vecok ? kVec<S> : 1;
   const unsigned chunks = unsigned((M + kChunk - 1) / kChunk);
-  const dim3 grid(chunks, unsigned((width + int64_t(kThreads) * V - 1) / (int64_t(kThreads) * V)));
-  if (vecok) segment_sum_kernel<S, A, kVec<S>><<<grid, kThreads, 0, stream>>>(sorted, perm, w, vec, M, KL, width, out, part);
-  else       segment_sum_kernel<S, A, 1><<<grid, kThreads, 0, stream>>>(sorted, perm, w, vec, M, KL, width, out, part);
+  const int threads = col_threads(width, V), threads1 = col_threads(width, 1);
+  const dim3 grid(chunks, col_tiles(width, threads, V));
+  if (vecok) FFF_LAUNCH(grid, threads, stream, segment_sum_kernel<S, A, kVec<S>>)(sorted, perm, w, vec, M, KL, width, out, part);
+  else       FFF_LAUNCH(grid, threads, stream, segment_sum_kernel<S, A, 1>)(sorted, perm, w, vec, M, KL, width, out, part);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const dim3 grid1(chunks, unsigned((width + kThreads - 1) / kThreads));
-  segment_fixup_kernel<S, A><<<grid1, kThreads, 0, stream>>>(sorted, M, width, part, out);
+  const dim3 grid1(chunks, col_tiles(width, threads1, 1));
+  FFF_LAUNCH(grid1, threads1, stream, segment_fixup_kernel<S, A>)(sorted, M, width, part, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -273,7 +298,7 @@ static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor
   TORCH_CHECK_TYPE(x.is_floating_point(), "`x` must be a floating-point tensor, got ", x.scalar_type());
   TORCH_CHECK_TYPE(X.scalar_type() == x.scalar_type() && Y.scalar_type() == x.scalar_type(),
                    "`x`, `X` and `Y` must have the same dtype, got ", x.scalar_type(), ", ", X.scalar_type(), ", ", Y.scalar_type());
-  TORCH_CHECK_VALUE(x.is_cuda() && X.device() == x.device() && Y.device() == x.device(),
+  TORCH_CHECK_VALUE((kEmulated || x.is_cuda()) && X.device() == x.device() && Y.device() == x.device(),
                     "tree op: `x`, `X` and `Y` must be on the same CUDA device, got ", x.device(), ", ", X.device(), ", ", Y.device());
   if (b) {
     TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == X.size(0), "`b` must have shape (", X.size(0), ",), got ", b->sizes());
@@ -341,7 +366,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cuda(
     const bool vin = vec_ok<S>(nIn, {xp, T.X, dx.data_ptr(), dX.data_ptr()}), vout = vec_ok<S>(nOut, {gp, T.Y, dY.data_ptr()});
     launch_walk<S, true>(xp, gp, T, B, rows.data_ptr<int64_t>(), coef.data_ptr<A>(), gz.data_ptr<A>(), vin && vout, stream);
     if (nIn > 0) launch_combine<S>(T.X, rows.data_ptr<int64_t>(), gz.data_ptr<A>(), B, nIn, KL, dx.data_ptr<S>(), vin, stream);
-    const auto sorted = at::sort(rows, /*stable=*/true);  // (row, entry) pairs grouped by row, entries in order
+    // (row, entry) pairs grouped by row, entries in order; the optional<bool> picks the `stable` overload (a plain
+    // `true` would be taken as dim=1)
+    const auto sorted = at::sort(rows, std::optional<bool>(true), /*dim=*/0, /*descending=*/false);
     const int64_t *sp = std::get<0>(sorted).data_ptr<int64_t>(), *pp = std::get<1>(sorted).data_ptr<int64_t>();
     const int64_t chunks = (M + kChunk - 1) / kChunk, width = std::max<int64_t>({nIn, nOut, 1});
     at::Tensor part = at::empty({chunks * 2 * width}, fopt);  // reused: the kernels of one stream run in order
@@ -355,7 +382,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cuda(
 
 }  // namespace fff_nb
 
+#ifndef FFF_CUDA_EMULATE
 TORCH_LIBRARY_IMPL(fff_nb, CUDA, m) {
   m.impl("tree_forward", &fff_nb::tree_forward_cuda);
   m.impl("tree_backward", &fff_nb::tree_backward_cuda);
 }
+#endif
