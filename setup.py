@@ -11,6 +11,9 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 lic = licenses[cfg['license']]
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+# optional backends: `<name>_requirements` in settings.ini -> `pip install 'fff_nb[<name>]'` (triton has no dependencies,
+# so it never pulls CUDA wheels; JAX's CPU wheels)
+extras = {k[:-len('_requirements')]: v.split() for k, v in cfg.items() if k.endswith('_requirements') and k not in ('dev_requirements',)}
 min_python = cfg['min_python']
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
 
@@ -26,7 +29,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'fff_nb': ['csrc/*', 'csrc/**/*']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, **extras},
     python_requires='>=' + min_python,
     zip_safe=False,
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

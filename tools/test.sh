@@ -10,7 +10,7 @@ step() { echo; echo "== $* ($(( $(date +%s) - t0 ))s)"; }
 step "environment: $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 . "$VENV/bin/activate"
-pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+pip install -q --disable-pip-version-check -e ".[dev,triton,jax]" 2>&1 | grep -v "is ignored" || true
 python -c "import torch, nbdev, fff_nb; print('torch', torch.__version__, '| nbdev', nbdev.__version__, '| fff_nb', fff_nb.__version__)"
 
 step "notebooks and library in sync (nbdev_export, nbdev_clean)"
@@ -22,6 +22,10 @@ git diff --exit-code -- nbs || { echo "notebooks are not clean: run nbdev_clean 
 
 step "nbdev_test"
 nbdev_test
+
+step "CUDA compile check: every fff_nb/csrc/*.cu with nvcc for sm_80 and sm_90 (no GPU needed)"
+if command -v nvcc >/dev/null; then python tools/check_cuda.py
+else echo "WARNING: nvcc not on PATH: CUDA compile check skipped"; fi
 
 step "offline docs (_docs/, README.md) and headless-browser check"
 python tools/docs_offline.py
