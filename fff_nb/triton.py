@@ -21,6 +21,10 @@ import triton
 import triton.language as tl
 
 INTERPRET = triton.knobs.runtime.interpret  # this module's kernels run in Triton's interpreter
+if INTERPRET and type(tl.standard.cdiv).__name__ != 'InterpretedFunction':  # triton came in without it
+    raise ImportError("fff_nb.triton needs Triton's interpreter (no CUDA device), but `triton` was imported before "
+                      "without it (torch.compile imports it, for instance): set TRITON_INTERPRET=1 in the environment, "
+                      "or import fff_nb.triton before anything else imports triton")
 
 # %% ../nbs/04_triton.ipynb
 @triton.jit

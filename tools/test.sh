@@ -21,7 +21,9 @@ nbdev_clean
 git diff --exit-code -- nbs || { echo "notebooks are not clean: run nbdev_clean and commit"; exit 1; }
 
 step "nbdev_test"
-nbdev_test
+# nbdev_test reuses worker processes across notebooks: one that ran torch.compile has imported triton without its
+# interpreter, which fff_nb.triton then refuses (see 04_triton). The interpreter from the start keeps them consistent.
+TRITON_INTERPRET=1 nbdev_test
 
 step "CUDA compile check: every fff_nb/csrc/*.cu with nvcc for sm_80 and sm_90 (no GPU needed)"
 if command -v nvcc >/dev/null; then python tools/check_cuda.py
