@@ -15,7 +15,7 @@ from .core import FFF, BACKENDS, load_backend, resolve_backend
 __all__ = ['RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info', 'record_results',
            'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
            'check_agreement', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
-           'plot_speedup', 'main']
+           'memory_isolated', 'plot_speedup', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -245,6 +245,19 @@ def memory_table(mods:dict[str, nn.Module], nIn:int, B:int=4096) -> list[dict]:
         with torch.no_grad(): y, peak = peak_memory(m, x)
         weights = sum(p.numel() * p.element_size() for p in m.parameters()) if not n.endswith('oneDNN') else None
         out.append(dict(impl=n, batch=B, peak_bytes=peak, output_bytes=y.numel() * y.element_size(), weight_bytes=weights))
+    return out
+
+# %% ../nbs/08_bench_layer.ipynb
+def memory_isolated(width:int=768, B:int=4096, levels:int=12, threads:int=1, names=None) -> list[dict]:
+    "`memory_table` of each of `ufb_contenders(width, levels)` (or those in `names`), each in its own fresh process."
+    import subprocess, sys, json
+    out = []
+    for n in names or list(ufb_contenders(width, levels, compile=False)):
+        code = (f"import json, torch; torch.set_num_threads({threads}); from fff_nb.bench import ufb_contenders, memory_table; "
+                f"m = ufb_contenders({width}, {levels}, compile=False)[{n!r}]; print(json.dumps(memory_table({{{n!r}: m}}, {width}, {B})))")
+        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"memory of {n!r} failed:\n{r.stderr[-2000:]}")
+        out += json.loads(r.stdout.strip().splitlines()[-1])
     return out
 
 # %% ../nbs/08_bench_layer.ipynb
