@@ -91,13 +91,16 @@ def load_results(db:str|os.PathLike, where:str='1', params=()) -> list[dict]:
 # %% ../nbs/08_bench_layer.ipynb
 def fff_backends(device='cpu') -> list[str]:
     "Names of the FFF backends that load on `device` (building them if needed); backends not installed are skipped."
+    # (a backend module whose dependency is missing, e.g. `fff_nb.triton` without triton, counts as not installed)
     import importlib.util
     from fff_nb.core import BACKEND_MODULES
     out = []
     for name in ('torch', *BACKEND_MODULES):
         mod = BACKEND_MODULES.get(name)
         if name not in BACKENDS and (mod is None or importlib.util.find_spec(mod) is None): continue
-        if mod and name not in BACKENDS: __import__(mod)
+        if mod and name not in BACKENDS:
+            try: __import__(mod)
+            except ImportError: continue
         if torch.device(device).type not in BACKENDS[name].devices: continue
         if resolve_backend(name, torch.device(device))[0] == name: out.append(name)
     return out

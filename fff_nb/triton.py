@@ -5,6 +5,7 @@
 # %% ../nbs/04_triton.ipynb 1
 from __future__ import annotations
 import os
+import sys
 import torch
 from torch import Tensor
 from .core import check_input, check_positive_int, register_backend, tree_torch
@@ -16,15 +17,16 @@ __all__ = ['INTERPRET_REQUESTED', 'INTERPRET', 'ACTS', 'CHUNK', 'BLOCK_T', 'walk
 
 # %% ../nbs/04_triton.ipynb
 INTERPRET_REQUESTED = os.environ.get('TRITON_INTERPRET', '').lower() in ('1', 'true', 'yes', 'on')  # by the user
-if 'TRITON_INTERPRET' not in os.environ and not torch.cuda.is_available(): os.environ['TRITON_INTERPRET'] = '1'
+if 'TRITON_INTERPRET' not in os.environ and not torch.cuda.is_available() and 'triton' not in sys.modules:
+    os.environ['TRITON_INTERPRET'] = '1'
 import triton
 import triton.language as tl
 
 INTERPRET = triton.knobs.runtime.interpret  # this module's kernels run in Triton's interpreter
-if INTERPRET and type(tl.standard.cdiv).__name__ != 'InterpretedFunction':  # triton came in without it
-    raise ImportError("fff_nb.triton needs Triton's interpreter (no CUDA device), but `triton` was imported before "
-                      "without it (torch.compile imports it, for instance): set TRITON_INTERPRET=1 in the environment, "
-                      "or import fff_nb.triton before anything else imports triton")
+if INTERPRET and type(tl.standard.cdiv).__name__ != 'InterpretedFunction':  # triton came in before the interpreter
+    raise ImportError("TRITON_INTERPRET=1 was set after `triton` had been imported without it, so Triton's library "
+                      "functions are compiled ones that its interpreter cannot call: set TRITON_INTERPRET=1 before the "
+                      "first `import triton` (torch.compile imports it, for instance)")
 
 # %% ../nbs/04_triton.ipynb
 @triton.jit
