@@ -117,7 +117,9 @@ class TreeFF(nn.Module):
         self.b = nn.Parameter(torch.zeros(n, dtype=dtype))
         self.fn = resolve_backend(backend, torch.device('cpu'))[1]
 
-    def forward(self, x): return self.fn(x, self.X, self.Y, self.b, self.n_trees, self.act)
+    def forward(self, x):
+        p = self._parameters  # as FFF.forward: nn.Module.__getattr__ costs ~0.4 us per parameter
+        return self.fn(x, p['X'], p['Y'], p['b'], self.n_trees, self.act)
 
 # %% ../nbs/08_bench_layer.ipynb
 def dense_ff(width:int, hidden:int, dtype=None) -> nn.Module:
@@ -169,10 +171,7 @@ def check_agreement(mods:dict[str, nn.Module], x:torch.Tensor, rtol:float=1e-4):
                 raise AssertionError(f"{n} disagrees with the torch reference")
 
 def _step_fn(m:nn.Module, x:torch.Tensor, mode:str) -> Callable:
-    if mode == 'forward':
-        def f():
-            with torch.no_grad(): return m(x)
-        return f
+    if mode == 'forward': return lambda: m(x)  # timed inside one `torch.no_grad()`, as an inference loop runs
     if mode == 'train':
         xg = x.clone().requires_grad_()
         def f():
@@ -193,7 +192,8 @@ def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mo
         x = torch.randn(B, nIn, dtype=dtype)
         if 'FFF torch' in mods: check_agreement(mods, x)
         fns = {n: _step_fn(m, x, mode) for n, m in mods.items()}
-        stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
+        with torch.set_grad_enabled(mode != 'forward'):
+            stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
         for n, st in stats.items():
             rows.append(dict(dict(run_id=run_id, bench='layer', impl=n, batch=B, nIn=nIn, mode=mode, median_s=st['median'],
                                   q1_s=st['q1'], q3_s=st['q3'], n=st['n'], tokens_per_s=B / st['median'],
