@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
-from .core import check_input, check_positive_int, memory_limit
+from .core import check_input, check_positive_int, memory_limit, resolve_backend
 
 # %% auto 0
 __all__ = ['USAGE_MODES', 'FFF_KEYS', 'reach_levels', 'leaf_paths', 'node_entropy', 'leaf_fff_naive', 'leaf_eval_naive',
@@ -116,12 +116,15 @@ class LeafFFF(nn.Module):
                  region_leak:float=0.0,       # probability to swap a node's children per sample (training only)
                  usage_mode:str='none',       # 'soft', 'hard' or 'none': track node/leaf usage for the local optimisers
                  *, compat:bool=False,        # reproduce fastfeedforward 0.2.1's quirks (eval without b2, round(p), usage)
+                 backend:str='auto',          # hard inference: 'auto' (the fused C++ op where it applies) or 'torch'
                  device=None, dtype=None):
         super().__init__()
         self.input_width, self.leaf_width, self.output_width = (check_positive_int(n, v) for n, v in
             (('input_width', input_width), ('leaf_width', leaf_width), ('output_width', output_width)))
         self.depth = _check_depth(depth)
         self.dropout, self.region_leak = _check_prob('dropout', dropout), _check_prob('region_leak', region_leak)
+        if backend not in ('auto', 'torch'): raise ValueError(f"`backend` must be 'auto' or 'torch', got {backend!r}")
+        self.backend = backend
         if usage_mode not in USAGE_MODES: raise ValueError(f"`usage_mode` must be one of {list(USAGE_MODES)}, got {usage_mode!r}")
         _check_leaf_size(self.input_width, self.leaf_width, self.output_width, self.depth, dtype, device)
         self.activation, self.train_hardened, self.usage_mode, self.compat = activation, bool(train_hardened), usage_mode, bool(compat)
@@ -253,12 +256,34 @@ def eval_forward(self:LeafFFF, x:Tensor) -> Tensor:
     "Hard descent for `x` (..., I): one leaf per sample, batched; adds `b2` (unless `compat`)."
     check_input(x, self.node_weight)
     x2 = x.reshape(-1, self.input_width)
+    act = self._kernel_act(x2)
+    if act is not None:                                        # the fused op of 02_ops
+        from fff_nb.ops import leaf_forward
+        y = leaf_forward(x2, self.node_weight, self.node_bias, self.w1, self.b1, self.w2, None if self.compat else self.b2, act)
+        return y.reshape(*x.shape[:-1], self.output_width)
     leaf, l = self._descend(x2), self.leaf_width
     cols = _leaf_cols(leaf, l)                                 # the sample's rows of w1 and w2 viewed as (L·ℓ, ·)
     h = self.activation(_sampled(x2, self.w1.view(-1, self.input_width).t(), cols.flatten(), l) + self.b1[leaf])
     y = F.embedding_bag(cols, self.w2.view(-1, self.output_width), per_sample_weights=h, mode='sum')
     if not self.compat: y += self.b2[leaf]
     return y.reshape(*x.shape[:-1], self.output_width)
+
+# %% ../nbs/06_leaf.ipynb
+def _leaf_act_name(act) -> str|None:
+    "The fused op's name of leaf activation `act` (a module or function), or None when the op does not have it."
+    if isinstance(act, nn.ReLU) or act is torch.relu or act is F.relu: return 'relu'
+    if isinstance(act, nn.GELU) and act.approximate == 'none' or act is F.gelu: return 'gelu'
+    if isinstance(act, nn.Identity): return 'identity'
+    return None
+
+@patch
+def _kernel_act(self:LeafFFF, x2:Tensor) -> str|None:
+    "The activation name to run `eval_forward` on `x2` through the fused op with, or None for the PyTorch path."
+    if self.backend == 'torch' or x2.device.type != 'cpu' or x2.dtype not in (torch.float32, torch.float64): return None
+    if torch.is_grad_enabled() and (x2.requires_grad or any(p.requires_grad for p in self.parameters())): return None
+    act = _leaf_act_name(self.activation)
+    if act is None or resolve_backend('auto', x2.device)[0] != 'cpp': return None
+    return act
 
 # %% ../nbs/06_leaf.ipynb
 @patch

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
-__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'ext_name', 'build', 'load_library', 'tree_forward', 'tree_backward', 'load']
+__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'load_library', 'tree_forward', 'tree_backward', 'load',
+           'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -58,6 +59,10 @@ def _fake_forward(x, X, Y, b, n_trees, act):
 def _fake_backward(grad_y, x, X, Y, b, n_trees, act):
     return x.new_empty(x.shape), X.new_empty(X.shape), Y.new_empty(Y.shape), x.new_empty(b.shape if b is not None else (0,))
 
+def _fake_leaf_forward(x, W, c, w1, b1, w2, b2, act):
+    torch._check(x.dim() == 2 and w2.dim() == 3, lambda: "leaf_forward: x must be 2-D and w2 3-D")
+    return x.new_empty(x.shape[0], w2.shape[2])
+
 # %% ../nbs/02_ops.ipynb
 def _setup_context(ctx, inputs, output):
     x, X, Y, b, n_trees, act = inputs
@@ -77,6 +82,7 @@ def _register_python_parts():
     torch.library.register_fake('fff_nb::tree_forward')(_fake_forward)
     torch.library.register_fake('fff_nb::tree_backward')(_fake_backward)
     torch.library.register_autograd('fff_nb::tree_forward', _backward, setup_context=_setup_context)
+    torch.library.register_fake('fff_nb::leaf_forward')(_fake_leaf_forward)  # (the leaf op below: inference only)
 
 # %% ../nbs/02_ops.ipynb
 _PLAIN = (Tensor, nn.Parameter)
@@ -124,3 +130,18 @@ def load() -> Callable:
     return tree_forward
 
 register_backend('cpp', load, devices=('cpu',))
+
+# %% ../nbs/02_ops.ipynb
+LEAF_ACTS = {'identity': 0, 'gelu': 1, 'relu': 2}  # leaf activation name -> the `act` int of fff_nb::leaf_forward
+
+def leaf_forward(x:Tensor,             # (B, I) inputs
+                 W:Tensor, c:Tensor,   # routers (2**d - 1, I) and their biases
+                 w1:Tensor, b1:Tensor, # leaf layer 1: (2**d, l, I), (2**d, l)
+                 w2:Tensor,            # leaf layer 2: (2**d, l, O)
+                 b2:Tensor|None=None,  # (2**d, O) output bias per leaf, or None
+                 act:str='relu') -> Tensor:
+    "Hard leaf-FFF output (B, O): route each row of `x` to its leaf, then that leaf's MLP; float32/float64, CPU, no autograd."
+    if not isinstance(act, str) or act not in LEAF_ACTS: raise ValueError(f"`act` must be one of {tuple(LEAF_ACTS)}, got {act!r}")
+    check_input(x, W)
+    load_library()
+    return torch.ops.fff_nb.leaf_forward.default(x, W, c, w1, b1, w2, b2, LEAF_ACTS[act])

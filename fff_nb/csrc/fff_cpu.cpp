@@ -35,6 +35,11 @@ template <typename S> struct TreeArgs {
   int64_t act;
 };
 
+template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_cpu_impl.h)
+  const A *W, *c, *w1, *b1, *w2, *b2;    // routers (N, I) and their biases; leaves' w1 (L, l, I), b1, w2 (L, l, O), b2
+  int64_t I, O, l, d, act;               // widths, leaf width, depth; act: 0 identity, 1 erf GELU, 2 ReLU
+};
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FFF_X86 1
 #pragma GCC push_options
@@ -185,6 +190,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   return {dx, dX, dY, db};
 }
 
+at::Tensor leaf_forward_cpu(const at::Tensor& x, const at::Tensor& W, const at::Tensor& c, const at::Tensor& w1,
+                            const at::Tensor& b1, const at::Tensor& w2, const std::optional<at::Tensor>& b2, int64_t act) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, I), got shape ", x.sizes());
+  TORCH_CHECK_VALUE(w1.dim() == 3 && w2.dim() == 3, "`w1` and `w2` must be 3-D (leaves, l, I) and (leaves, l, O), got ",
+                    w1.sizes(), " and ", w2.sizes());
+  const int64_t L = w1.size(0), l = w1.size(1), I = x.size(1), O = w2.size(2);
+  TORCH_CHECK_VALUE(L > 0 && (L & (L - 1)) == 0, "the number of leaves must be a power of 2, got ", L);
+  int64_t d = 0;
+  while ((int64_t(1) << d) < L) ++d;
+  TORCH_CHECK_VALUE(W.dim() == 2 && W.size(0) == L - 1 && W.size(1) == I, "`W` must have shape (", L - 1, ", ", I, "), got ", W.sizes());
+  TORCH_CHECK_VALUE(c.dim() == 1 && c.size(0) == L - 1, "`c` must have shape (", L - 1, ",), got ", c.sizes());
+  TORCH_CHECK_VALUE(w1.size(2) == I, "`w1` must have shape (", L, ", ", l, ", ", I, "), got ", w1.sizes());
+  TORCH_CHECK_VALUE(b1.dim() == 2 && b1.size(0) == L && b1.size(1) == l, "`b1` must have shape (", L, ", ", l, "), got ", b1.sizes());
+  TORCH_CHECK_VALUE(w2.size(0) == L && w2.size(1) == l, "`w2` must have shape (", L, ", ", l, ", O), got ", w2.sizes());
+  if (b2) TORCH_CHECK_VALUE(b2->dim() == 2 && b2->size(0) == L && b2->size(1) == O, "`b2` must have shape (", L, ", ", O, "), got ", b2->sizes());
+  TORCH_CHECK_VALUE(act >= 0 && act <= 2, "`act` must be 0 (identity), 1 (gelu) or 2 (relu), got ", act);
+  const auto dt = x.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kDouble, "leaf_forward: float32 or float64 tensors, got ", dt);
+  for (const at::Tensor* t : {&W, &c, &w1, &b1, &w2})
+    TORCH_CHECK_TYPE(t->scalar_type() == dt && t->device().is_cpu(), "leaf_forward: every tensor must be a CPU ", dt, " tensor");
+  if (b2) TORCH_CHECK_TYPE(b2->scalar_type() == dt && b2->device().is_cpu(), "leaf_forward: `b2` must be a CPU ", dt, " tensor");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "leaf_forward: CPU kernel got a non-CPU `x`");
+  const at::Tensor xc = contig(x), Wc = contig(W), cc = contig(c), w1c = contig(w1), b1c = contig(b1), w2c = contig(w2),
+                   b2c = b2 ? contig(*b2) : at::Tensor();
+  at::Tensor y = at::detail::empty_cpu({x.size(0), O}, dt, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  AT_DISPATCH_FLOATING_TYPES(dt, "leaf_forward_cpu", [&] {
+    using S = scalar_t;
+    using A = scalar_t;
+    const LeafArgs<A> T{Wc.data_ptr<A>(), cc.data_ptr<A>(), w1c.data_ptr<A>(), b1c.data_ptr<A>(), w2c.data_ptr<A>(),
+                         b2 ? b2c.data_ptr<A>() : nullptr, I, O, l, d, act};
+    FFF_ISA_CALL(leaf_forward, T, xc.data_ptr<A>(), y.data_ptr<A>(), x.size(0));
+  });
+  return y;
+}
+
 }  // namespace fff_nb
 
 TORCH_LIBRARY(fff_nb, m) {
@@ -192,11 +232,13 @@ TORCH_LIBRARY(fff_nb, m) {
   m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("_isas() -> str[]", &fff_nb::isas);          // instruction sets of this CPU's kernels, best first
   m.def("_set_isa(str name) -> str", &fff_nb::set_isa);  // force one ('' to query); returns the previous
+  m.def("leaf_forward(Tensor x, Tensor W, Tensor c, Tensor w1, Tensor b1, Tensor w2, Tensor? b2, int act) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
   m.impl("tree_forward", &fff_nb::tree_forward_cpu);
   m.impl("tree_backward", &fff_nb::tree_backward_cpu);
+  m.impl("leaf_forward", &fff_nb::leaf_forward_cpu);
 }
 
 // The kernel itself, for callers that already know no autograd, Python mode or other device is involved.

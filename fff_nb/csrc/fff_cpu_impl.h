@@ -258,3 +258,80 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
     }
   });
 }
+
+// Hard inference of a leaf FFF (fastfeedforward's `eval_forward`, fused): per token, d router dot products
+// (n = 2n + 1 + (<x, W[n]> + c[n] >= 0): ties go right, NaN left, as the package), then the reached leaf j's hidden
+// units h_k = act(<x, w1[j, k]> + b1[j, k]) and y = sum_k h_k w2[j, k] (+ b2[j]). Tokens are walked in tiles of
+// kTile (interleaved dot products), then counting-sorted by leaf, so that a tile's tokens mostly share one leaf and
+// its 2 l rows are read from memory once per tile instead of once per token. S == A only (float, double).
+template <typename A> FFF_INLINE A leaf_act(int64_t act, A v) {
+  return act == 2 ? (v > A(0) || v != v ? v : A(0)) : fff::act_fwd(act, v);  // ReLU keeps NaN, as torch.relu
+}
+
+template <typename A, int NT>
+FFF_INLINE void leaf_descend(const LeafArgs<A>& T, const A* const* xs, int64_t* leaf) {
+  int64_t node[NT];
+  const A* rp[NT];
+  A s[NT];
+  for (int t = 0; t < NT; ++t) node[t] = 0;
+  for (int64_t lev = 0; lev < T.d; ++lev) {
+    for (int t = 0; t < NT; ++t) rp[t] = T.W + node[t] * T.I;
+    dots<A, NT>(xs, rp, T.I, s);
+    for (int t = 0; t < NT; ++t) node[t] = 2 * node[t] + 1 + (s[t] + T.c[node[t]] >= A(0));
+  }
+  for (int t = 0; t < NT; ++t) leaf[t] = node[t] - ((int64_t(1) << T.d) - 1);
+}
+
+template <typename A, int NT>
+FFF_INLINE void leaf_mlp(const LeafArgs<A>& T, const A* const* xs, A* const* out, const int64_t* leaf, A* h, const A** rows) {
+  const A* rp[NT];
+  A s[NT];
+  for (int64_t k = 0; k < T.l; ++k) {
+    for (int t = 0; t < NT; ++t) rp[t] = T.w1 + (leaf[t] * T.l + k) * T.I;
+    dots<A, NT>(xs, rp, T.I, s);
+    for (int t = 0; t < NT; ++t) h[t * T.l + k] = leaf_act<A>(T.act, s[t] + T.b1[leaf[t] * T.l + k]);
+  }
+  const A* const* rpp[NT];
+  const A* cs[NT];
+  for (int t = 0; t < NT; ++t) {
+    for (int64_t k = 0; k < T.l; ++k) rows[t * T.l + k] = T.w2 + (leaf[t] * T.l + k) * T.O;
+    rpp[t] = rows + t * T.l, cs[t] = h + t * T.l;
+  }
+  combine<A, NT>(out, rpp, cs, T.l, T.O);
+  if (T.b2)
+    for (int t = 0; t < NT; ++t) {
+      const A* bb = T.b2 + leaf[t] * T.O;
+      for (int64_t j = 0; j < T.O; ++j) out[t][j] += bb[j];
+    }
+}
+
+template <typename S, typename A>  // (S == A: the ISA dispatch's signature)
+void leaf_forward(const LeafArgs<A>& T, const A* x, A* y, int64_t B) {
+  const int64_t L = int64_t(1) << T.d;
+  at::parallel_for(0, B, token_grain(T.d * T.I + T.l * (T.I + T.O)), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<int64_t> leaf(M), perm(M), cnt(L + 1, 0);
+    std::vector<A> h(kTile * T.l);  // a tile's hidden units, and its leaves' rows of w2
+    std::vector<const A*> rows(kTile * T.l);
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      const A* xs[nt];
+      for (int t = 0; t < nt; ++t) xs[t] = x + (b0 + i + t) * T.I;
+      leaf_descend<A, nt>(T, xs, leaf.data() + i);
+    });
+    for (int64_t i = 0; i < M; ++i) ++cnt[leaf[i] + 1];  // stable counting sort of the tokens by leaf
+    for (int64_t j = 0; j < L; ++j) cnt[j + 1] += cnt[j];
+    for (int64_t i = 0; i < M; ++i) perm[cnt[leaf[i]]++] = i;
+    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      const A* xs[nt];
+      A* out[nt];
+      int64_t lf[nt];
+      for (int t = 0; t < nt; ++t) {
+        const int64_t tok = perm[i + t];
+        xs[t] = x + (b0 + tok) * T.I, out[t] = y + (b0 + tok) * T.O, lf[t] = leaf[tok];
+      }
+      leaf_mlp<A, nt>(T, xs, out, lf, h.data(), rows.data());
+    });
+  });
+}
