@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
-__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'load_library', 'tree_forward', 'tree_backward', 'load',
-           'leaf_forward']
+__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'load_library', 'register_tree_autograd', 'tree_forward',
+           'tree_backward', 'load', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -64,15 +64,17 @@ def _fake_leaf_forward(x, W, c, w1, b1, w2, b2, act):
     return x.new_empty(x.shape[0], w2.shape[2])
 
 # %% ../nbs/02_ops.ipynb
-def _setup_context(ctx, inputs, output):
-    x, X, Y, b, n_trees, act = inputs
-    ctx.save_for_backward(x, X, Y, b)
-    ctx.n_trees, ctx.act = n_trees, act
-
-def _backward(ctx, grad_y):
-    x, X, Y, b = ctx.saved_tensors
-    dx, dX, dY, db = torch.ops.fff_nb.tree_backward.default(grad_y, x, X, Y, b, ctx.n_trees, ctx.act)
-    return dx, dX, dY, (db if b is not None else None), None, None
+def register_tree_autograd(op, backward:Callable):
+    "Make tree op `op` (schema `(x, X, Y, b, n_trees, act)`) differentiable by `backward(grad_y, x, X, Y, b, n_trees, act) -> (dx, dX, dY, db)`."
+    def setup_context(ctx, inputs, output):
+        x, X, Y, b, n_trees, act = inputs
+        ctx.save_for_backward(x, X, Y, b)
+        ctx.n_trees, ctx.act = n_trees, act
+    def bwd(ctx, grad_y):
+        x, X, Y, b = ctx.saved_tensors
+        dx, dX, dY, db = backward(grad_y, x, X, Y, b, ctx.n_trees, ctx.act)
+        return dx, dX, dY, (db if b is not None else None), None, None
+    torch.library.register_autograd(op, bwd, setup_context=setup_context)
 
 _FWD = _KERNEL = None  # the op, and the CPU kernel without the dispatcher, once the library is loaded
 
@@ -81,7 +83,7 @@ def _register_python_parts():
     _FWD, _KERNEL = torch.ops.fff_nb.tree_forward.default, _STATE['lib'].tree_forward_cpu
     torch.library.register_fake('fff_nb::tree_forward')(_fake_forward)
     torch.library.register_fake('fff_nb::tree_backward')(_fake_backward)
-    torch.library.register_autograd('fff_nb::tree_forward', _backward, setup_context=_setup_context)
+    register_tree_autograd('fff_nb::tree_forward', torch.ops.fff_nb.tree_backward.default)
     torch.library.register_fake('fff_nb::leaf_forward')(_fake_leaf_forward)  # (the leaf op below: inference only)
 
 # %% ../nbs/02_ops.ipynb

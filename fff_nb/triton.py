@@ -9,6 +9,7 @@ import sys
 import torch
 from torch import Tensor
 from .core import check_input, check_positive_int, register_backend, tree_torch
+from .ops import register_tree_autograd
 
 # %% auto 0
 __all__ = ['INTERPRET_REQUESTED', 'INTERPRET', 'ACTS', 'CHUNK', 'BLOCK_T', 'walk_kernel', 'combine_kernel', 'segment_sum_kernel',
@@ -207,17 +208,8 @@ def _(grad_y, x, X, Y, b, n_trees, act):
     return x.new_empty(x.shape), X.new_empty(X.shape), Y.new_empty(Y.shape), x.new_empty(b.shape if b is not None else (0,))
 
 # %% ../nbs/04_triton.ipynb
-def _setup_context(ctx, inputs, output):
-    x, X, Y, b, n_trees, act = inputs
-    ctx.save_for_backward(x, X, Y, b)
-    ctx.n_trees, ctx.act = n_trees, act
+register_tree_autograd(triton_tree_forward, triton_tree_backward)  # the autograd glue of 02_ops
 
-def _backward(ctx, grad_y):
-    x, X, Y, b = ctx.saved_tensors
-    dx, dX, dY, db = triton_tree_backward(grad_y, x, X, Y, b, ctx.n_trees, ctx.act)
-    return dx, dX, dY, (db if b is not None else None), None, None
-
-triton_tree_forward.register_autograd(_backward, setup_context=_setup_context)
 
 # %% ../nbs/04_triton.ipynb
 def tree_triton(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
