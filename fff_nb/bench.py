@@ -258,7 +258,10 @@ def memory_isolated(width:int=768, B:int=4096, levels:int=12, threads:int=1, nam
     for n in names or list(ufb_contenders(width, levels, compile=False)):
         code = (f"import json, torch; torch.set_num_threads({threads}); from fff_nb.bench import ufb_contenders, memory_table; "
                 f"m = ufb_contenders({width}, {levels}, compile=False)[{n!r}]; print(json.dumps(memory_table({{{n!r}: m}}, {width}, {B})))")
-        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+        # a fixed mmap threshold: glibc then maps every large block afresh instead of reusing freed heap pages, which would
+        # hide the peak of every repeat but the first
+        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                           env={**os.environ, 'MALLOC_MMAP_THRESHOLD_': '65536'})
         if r.returncode: raise RuntimeError(f"memory of {n!r} failed:\n{r.stderr[-2000:]}")
         out += json.loads(r.stdout.strip().splitlines()[-1])
     return out
