@@ -73,6 +73,10 @@ def _run_rank(rank, fn, args, world_size, port, out, pg_timeout_s, threads):
 def _importable(fn:Callable) -> Callable:
     "`fn`, or its exported twin in `fff_nb.distributed` if `fn` was defined in a notebook (module `__main__`)."
     if getattr(fn, '__module__', None) != '__main__': return fn
+    main = getattr(sys.modules['__main__'], '__spec__', None)
+    if main is not None and main.name == 'fff_nb.distributed': return fn  # `python -m fff_nb.distributed`: importing the
+    # twin would run this file a second time, and fastcore's `call_parse`, which finds its module by file name, would
+    # take it for `__main__` and run `main` again; the children import `__main__` by that name anyway
     twin = getattr(importlib.import_module('fff_nb.distributed'), fn.__name__, None)
     if twin is None: raise ValueError(f"`fn` must be importable by the child processes: define {fn.__name__!r} in a module")
     return twin
