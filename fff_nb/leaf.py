@@ -340,6 +340,17 @@ class _LocalOptimizer(torch.optim.Optimizer):
         due = u >= b
         return due, torch.where(due, b / u.clamp_min(torch.finfo(u.dtype).tiny), 0.)
 
+    def _blocks(self, g):
+        "`(p, d_p, mask)` per parameter of `g` with a gradient: signed, usage-scaled, decayed step, and its due rows' mask."
+        due, scale = self._due(g)
+        for p in g['params']:
+            if p.grad is None: continue
+            d_p = -p.grad if g['maximize'] else p.grad
+            mask = torch.ones((), dtype=torch.bool, device=p.device) if due is None else _rows(due, p)
+            if scale is not None: d_p = d_p * _rows(scale, p)
+            if g['weight_decay']: d_p = d_p + g['weight_decay'] * p
+            yield p, d_p, mask
+
 # %% ../nbs/06_leaf.ipynb
 @patch
 def zero_grad(self:_LocalOptimizer, set_to_none:bool=True):
@@ -375,13 +386,7 @@ def step(self:LocalSGD, closure=None):
     "Update the due blocks of every group (all of a group without usage)."
     loss = None if closure is None else torch.enable_grad()(closure)()
     for g in self.param_groups:
-        due, scale = self._due(g)
-        for p in g['params']:
-            if p.grad is None: continue
-            d_p = -p.grad if g['maximize'] else p.grad
-            mask = torch.ones((), dtype=torch.bool, device=p.device) if due is None else _rows(due, p)
-            if scale is not None: d_p = d_p * _rows(scale, p)
-            if g['weight_decay']: d_p = d_p + g['weight_decay'] * p
+        for p, d_p, mask in self._blocks(g):
             if g['momentum']:
                 st = self.state[p]
                 if 'momentum_buffer' not in st: st['momentum_buffer'], st['started'] = torch.zeros_like(p), torch.zeros_like(mask)
@@ -412,14 +417,8 @@ def step(self:LocalAdam, closure=None):
     "Adam update of the due blocks of every group (all of a group without usage), bias correction per block."
     loss = None if closure is None else torch.enable_grad()(closure)()
     for g in self.param_groups:
-        due, scale = self._due(g)
         (b1, b2), lr, eps = g['betas'], g['lr'], g['eps']
-        for p in g['params']:
-            if p.grad is None: continue
-            grad = -p.grad if g['maximize'] else p.grad
-            mask = torch.ones((), dtype=torch.bool, device=p.device) if due is None else _rows(due, p)
-            if scale is not None: grad = grad * _rows(scale, p)
-            if g['weight_decay']: grad = grad + g['weight_decay'] * p
+        for p, grad, mask in self._blocks(g):
             st = self.state[p]
             if not st: st.update(step=torch.zeros(mask.shape, dtype=torch.float64, device=p.device), exp_avg=torch.zeros_like(p),
                                  exp_avg_sq=torch.zeros_like(p), **({'max_exp_avg_sq': torch.zeros_like(p)} if g['amsgrad'] else {}))
