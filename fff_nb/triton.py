@@ -31,6 +31,18 @@ if INTERPRET and type(tl.standard.cdiv).__name__ != 'InterpretedFunction':  # tr
 
 # %% ../nbs/04_triton.ipynb
 @triton.jit
+def _row_dots(a_ptr, ta, b_ptr, tb, mask, n, acc_ty: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    "`<a[ta[i]], b[tb[i]]>` for the `BLOCK_T` row pairs (rows `n` wide; masked rows give 0), accumulated in `acc_ty`."
+    acc = tl.zeros([BLOCK_T], dtype=acc_ty)
+    for n0 in range(0, n, BLOCK_N):
+        k = n0 + tl.arange(0, BLOCK_N)
+        m = mask[:, None] & (k < n)[None, :]
+        av = tl.load(a_ptr + ta[:, None] * n + k[None, :], mask=m, other=0.).to(acc_ty)
+        bv = tl.load(b_ptr + tb[:, None] * n + k[None, :], mask=m, other=0.).to(acc_ty)
+        acc += tl.sum(av * bv, axis=1)
+    return acc
+
+@triton.jit
 def walk_kernel(x_ptr, g_ptr, X_ptr, Y_ptr, b_ptr, rows_ptr, coef_ptr, gz_ptr, B, nIn, nOut, N, K, L,
                 HAS_B: tl.constexpr, GRAD: tl.constexpr, ACT: tl.constexpr,
                 BLOCK_T: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr):
@@ -42,26 +54,14 @@ def walk_kernel(x_ptr, g_ptr, X_ptr, Y_ptr, b_ptr, rows_ptr, coef_ptr, gz_ptr, B
     node = tl.zeros([BLOCK_T], dtype=tl.int64)
     for l in range(L):
         r = k * N + node
-        z = tl.zeros([BLOCK_T], dtype=acc_ty)
-        for i0 in range(0, nIn, BLOCK_I):
-            i = i0 + tl.arange(0, BLOCK_I)
-            m = tm[:, None] & (i < nIn)[None, :]
-            xv = tl.load(x_ptr + t[:, None] * nIn + i[None, :], mask=m, other=0.).to(acc_ty)
-            wv = tl.load(X_ptr + r[:, None] * nIn + i[None, :], mask=m, other=0.).to(acc_ty)
-            z += tl.sum(xv * wv, axis=1)
+        z = _row_dots(x_ptr, t, X_ptr, r, tm, nIn, acc_ty, BLOCK_T, BLOCK_I)
         if HAS_B: z += tl.load(b_ptr + r, mask=tm, other=0.).to(acc_ty)
         e = (t * K + k) * L + l
         tl.store(rows_ptr + e, r, mask=tm)
         cdf = 0.5 * (1. + tl.math.erf(z * 0.7071067811865476))
         tl.store(coef_ptr + e, z * cdf if ACT == 1 else z, mask=tm)
         if GRAD:
-            gc = tl.zeros([BLOCK_T], dtype=acc_ty)
-            for o0 in range(0, nOut, BLOCK_O):
-                o = o0 + tl.arange(0, BLOCK_O)
-                m = tm[:, None] & (o < nOut)[None, :]
-                gv = tl.load(g_ptr + t[:, None] * nOut + o[None, :], mask=m, other=0.).to(acc_ty)
-                yv = tl.load(Y_ptr + r[:, None] * nOut + o[None, :], mask=m, other=0.).to(acc_ty)
-                gc += tl.sum(gv * yv, axis=1)
+            gc = _row_dots(g_ptr, t, Y_ptr, r, tm, nOut, acc_ty, BLOCK_T, BLOCK_O)
             dact = cdf + z * 0.3989422804014327 * tl.exp(-0.5 * z * z)
             tl.store(gz_ptr + e, gc * dact if ACT == 1 else gc, mask=tm)
         node = 2 * node + 1 + (z > 0).to(tl.int64)  # z == 0 and NaN go left
