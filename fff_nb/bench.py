@@ -15,7 +15,7 @@ from .core import FFF, BACKENDS, load_backend, resolve_backend
 __all__ = ['RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info', 'record_results',
            'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
            'check_agreement', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
-           'memory_isolated', 'plot_speedup', 'main']
+           'memory_isolated', 'plot_speedup', 'read_bandwidth', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -278,6 +278,15 @@ def plot_speedup(rows:list[dict], x:str='batch', ax=None, title:str|None=None):
     ax.set_xlabel(x); ax.set_ylabel(f"speedup vs {rows[0]['baseline']}"); ax.legend(fontsize=7)
     ax.set_title(title or f"{rows[0]['bench']}, {rows[0]['mode']}, {rows[0]['threads']} thread(s)")
     return ax
+
+# %% ../nbs/08_bench_layer.ipynb
+def read_bandwidth(nbytes:int=2**28, repeats:int=5) -> float:
+    "Bytes per second a `torch.sum` reads from an `nbytes` float32 tensor (median of `repeats`), at the current thread count."
+    a = torch.ones(nbytes // 4); a.sum()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); a.sum(); ts.append(time.perf_counter() - t0)
+    return nbytes / statistics.median(ts)
 
 # %% ../nbs/08_bench_layer.ipynb
 @call_parse
