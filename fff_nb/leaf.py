@@ -493,7 +493,7 @@ def _infer(fn, x:Tensor):
 # %% ../nbs/06_leaf.ipynb
 def leaf_cost(leaf_width:int=32, depth:int=7, width:int=768, batch:int=256, min_time:float=0.5, min_samples:int=15,
               package:bool=False) -> dict:
-    "Median seconds of a training step (`LeafFFF` vs dense FF of the same training width) and of inference (vs per-sample loops)."
+    "Median seconds of a training step (`LeafFFF` vs dense FF of the same training width) and of inference (fused op, PyTorch ops, per-sample loops)."
     from fff_nb.bench import interleaved_times, summarize
     torch.manual_seed(0)
     m, dense = LeafFFF(width, leaf_width, width, depth), dense_ff_train(width, leaf_width * 2**depth, width)
@@ -502,7 +502,8 @@ def leaf_cost(leaf_width:int=32, depth:int=7, width:int=768, batch:int=256, min_
     res = {f'train {k}': summarize(v)['median'] for k, v in t.items()}
     m.eval()
     with torch.no_grad(): torch.testing.assert_close(leaf_eval_loop(m, x), m(x))
-    fns = {'eval loop': _infer(lambda x: leaf_eval_loop(m, x), x), 'eval LeafFFF': _infer(m, x)}
+    mt = LeafFFF(width, leaf_width, width, depth, backend='torch').eval(); mt.load_state_dict(m.state_dict())
+    fns = {'eval loop': _infer(lambda x: leaf_eval_loop(m, x), x), 'eval LeafFFF': _infer(m, x), 'eval LeafFFF torch': _infer(mt, x)}
     if package:
         import fastfeedforward
         pk = fastfeedforward.FFF(width, leaf_width, width, depth).eval(); pk.load_state_dict(leaf_to_fastfeedforward(m))
