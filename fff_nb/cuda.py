@@ -10,11 +10,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 from fastcore.test import test_close, test_eq
-from .core import register_backend, tree_torch
+from .core import register_backend, tree_torch, walk
 
 # %% auto 0
 __all__ = ['CUDA_CFLAGS', 'TEST_CASES', 'cuda_unavailable', 'build', 'load', 'rand_tree', 'tree_grads_torch', 'assert_close_rel',
-           'check_tree_op', 'gpu_times', 'gpu_contenders', 'bench_gpu']
+           'check_tree_op', 'gpu_times', 'gpu_contenders', 'near_ties', 'assert_close_but_ties', 'bench_gpu']
 
 # %% ../nbs/03_cuda.ipynb
 CUDA_CFLAGS = ['-O3', '--expt-relaxed-constexpr', '-lineinfo']  # no --use_fast_math: erf and NaN must stay exact
@@ -38,7 +38,7 @@ def build(verbose:bool=False) -> str:
         why = cuda_unavailable()
         if why: raise RuntimeError(f"the CUDA kernels cannot be built: {why}")
         from torch.utils.cpp_extension import load
-        from .ops import CSRC, ext_name, load_library
+        from fff_nb.ops import CSRC, ext_name, load_library
         load_library()  # declares fff_nb::tree_forward/tree_backward and registers their autograd
         src = CSRC / 'fff_cuda.cu'
         _STATE['lib'] = load(name=ext_name([src], 'fff_nb_cuda'), sources=[str(src)], extra_include_paths=[str(CSRC)],
@@ -50,7 +50,7 @@ def build(verbose:bool=False) -> str:
 def load() -> Callable:
     "The `'cuda'` backend's loader: build and load the kernels, return the op's wrapper `fff_nb.ops.tree_forward`."
     build()
-    from .ops import tree_forward
+    from fff_nb.ops import tree_forward
     return tree_forward
 
 register_backend('cuda', load, devices=('cuda',))
@@ -110,36 +110,60 @@ def gpu_times(fns:dict[str, Callable], rounds:int=15, reps:int=10, warmup:int=3,
 
 # %% ../nbs/03_cuda.ipynb
 def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False, act:str='identity',
-                   dtype=torch.float32, seed:int=0, device='cuda') -> dict[str, tuple[Callable, list]]:
-    "`name: (forward, parameters)` of `nn.Linear(nIn, nOut)` and of the tree on the op's kernels, Triton (if installed) and the torch reference."
+                   dtype=torch.float32, seed:int=0, device='cuda', dense_hidden:int|None=None) -> dict[str, tuple[Callable, list]]:
+    "`name: (forward, parameters)` of the dense baseline, then the tree on the op's kernels, Triton (if installed) and the torch reference."
     X, Y, b = rand_tree(nIn, nOut, levels, n_trees, bias, dtype, device, seed)
     ps = [t.requires_grad_() for t in (X, Y, b) if t is not None]
-    from .ops import tree_forward
-    lin = torch.nn.Linear(nIn, nOut, device=device, dtype=dtype)
-    fns = {'nn.Linear (cuBLAS)': (lin, list(lin.parameters())),
+    from fff_nb.ops import tree_forward
+    if dense_hidden:  # the FF the tree replaces, e.g. BERT's 768-3072-768 with GELU
+        nn = torch.nn
+        lin = nn.Sequential(nn.Linear(nIn, dense_hidden), nn.GELU(), nn.Linear(dense_hidden, nOut)).to(device, dtype)
+        name = f'dense FF {nIn}-{dense_hidden}-{nOut} (cuBLAS)'
+    else: lin, name = torch.nn.Linear(nIn, nOut, device=device, dtype=dtype), 'nn.Linear (cuBLAS)'
+    fns = {name: (lin, list(lin.parameters())),
            'FFF torch (gather)': (lambda x: tree_torch(x, X, Y, b, n_trees, act), ps),
            'FFF cuda': (lambda x: tree_forward(x, X, Y, b, n_trees, act), ps)}
     try:
-        from .triton import tree_triton, INTERPRET
+        from fff_nb.triton import tree_triton, INTERPRET
         if not INTERPRET: fns['FFF triton'] = (lambda x: tree_triton(x, X, Y, b, n_trees, act), ps)
     except ImportError: pass
     return fns
 
 # %% ../nbs/03_cuda.ipynb
+def near_ties(x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1, rel:float=1e-4) -> Tensor:
+    "Tokens whose float64 path has a decision with |λ| below `rel` × the median |λ|: float32 rounding may send them the other way."
+    _, lam = walk(x.double(), X.double(), None if b is None else b.double(), n_trees)
+    return lam.abs().flatten(1).amin(1) <= rel * lam.abs().median()
+
+def assert_close_but_ties(got:Tensor, want:Tensor, x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1, rtol:float=1e-4, max_ties:float=0.01):
+    "Assert `got` ≈ `want` on every row except the `near_ties` tokens (at most 4, or a fraction `max_ties` of them)."
+    ties = near_ties(x, X, b, n_trees)
+    if ties.sum() > max(4, max_ties * len(ties)): raise AssertionError(f"{int(ties.sum())} of {len(ties)} tokens are near ties: too many to compare")
+    torch.testing.assert_close(got[~ties], want[~ties], rtol=rtol, atol=rtol * want.abs().max().item())
+
+
+# %% ../nbs/03_cuda.ipynb
 def bench_gpu(nIn:int, nOut:int, levels:int, B:int, n_trees:int=1, bias:bool=False, act:str='identity',
-              dtype=torch.float32, backward:bool=False, device='cuda', **kw) -> list[dict]:
-    "Median times of the `gpu_contenders` at batch `B` (forward, or forward+backward to input and parameters), checked first."
-    from .bench import summarize
-    fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype, device=device)
+              dtype=torch.float32, backward:bool=False, device='cuda', db=None, dense_hidden:int|None=None, **kw) -> list[dict]:
+    "Times of the `gpu_contenders` at batch `B` (forward, or forward+backward to input and parameters), checked first; rows as in `fff_nb.bench`."
+    from fff_nb.bench import summarize, env_info, record_results
+    fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype, device=device, dense_hidden=dense_hidden)
+    X, _, *b = fns['FFF torch (gather)'][1]
     x = torch.randn(B, nIn, device=device, dtype=dtype, requires_grad=backward)
     g = torch.randn(B, nOut, device=device, dtype=dtype)
     with torch.no_grad():
         ref = fns['FFF torch (gather)'][0](x)
         for n, (f, _) in fns.items():
-            if n.startswith('FFF'): torch.testing.assert_close(f(x), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+            if n.startswith('FFF'): assert_close_but_ties(f(x), ref, x, X, b[0] if b else None, n_trees)
     if backward: step = {n: (lambda f=f, ps=ps: torch.autograd.grad(f(x), [x, *ps], g)) for n, (f, ps) in fns.items()}
     else: step = {n: (lambda f=f: f(x)) for n, (f, ps) in fns.items()}
-    with torch.set_grad_enabled(backward): ts = gpu_times(step, device=device, **kw)
-    med = {n: summarize(t)['median'] for n, t in ts.items()}
-    return [dict(impl=n, shape=f"{nIn}x{nOut} L={levels} K={n_trees}", B=B, mode='fwd+bwd' if backward else 'fwd',
-                 median_ms=m * 1e3, vs_linear=med['nn.Linear (cuBLAS)'] / m) for n, m in med.items()]
+    with torch.set_grad_enabled(backward): stats = {n: summarize(t) for n, t in gpu_times(step, device=device, **kw).items()}
+    base = next(iter(stats))  # the dense baseline
+    env, run_id = env_info(device, dtype), f"{time.time():.0f}-{os.getpid()}"
+    rows = [dict(run_id=run_id, bench='gpu_layer', impl=n, batch=B, nIn=nIn, nOut=nOut, depth=levels, mode='fwd+bwd' if backward else 'forward',
+                 median_s=s['median'], q1_s=s['q1'], q3_s=s['q3'], n=s['n'], tokens_per_s=B / s['median'],
+                 speedup=stats[base]['median'] / s['median'], baseline=base, extra=dict(n_trees=n_trees, bias=bias, act=act), **env)
+            for n, s in stats.items()]
+    if db is not None: record_results(rows, db)
+    return rows
+
