@@ -25,8 +25,8 @@ template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
 
 // Per-thread scratch, grown on demand and kept between calls (no allocation on the hot path).
 template <typename A> struct Scratch {
-  std::vector<int64_t> R, node, perm, tmp, cnt;
-  std::vector<A> Z, buf, buf2;
+  std::vector<int64_t> R, node, perm, tmp, cnt, pos;
+  std::vector<A> Z, buf, buf2, walkbuf;  // walkbuf: the router's converted tree rows (S != A)
   std::vector<const A*> P;
 };
 template <typename A> Scratch<A>& scratch() {
@@ -65,52 +65,100 @@ FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const A* c
 
 // Route tokens x[0, M) down every tree: visited rows R and pre-activations Z (M x K*L, token-major), and in s.perm an
 // order of the tokens in which neighbours share their path through the top Ts levels (Ts: the deepest level that
-// still has >= TILE tokens per node on average). The walk goes in stages: levels [0, 3) in input order, then before
-// each of levels 3, 6, ... below Ts and before Ts itself the tokens are stably counting-sorted by their current node,
-// so that each tile's tokens mostly visit the same rows in the next stage and read each once from memory instead of
-// TILE times. (A stage costs one more pass over the tokens' rows; sorting only at Ts shares less at large batch.)
-template <typename S, typename A, int TILE = kTile>
-void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratch<A>& s) {
-  const int64_t KL = T.K * T.L;
-  int Ts = 0;
-  while (Ts + 1 < T.L && (M >> (Ts + 1)) >= TILE) ++Ts;
-  int64_t *node = grow(s.node, M), *perm = grow(s.perm, M), *tmp = grow(s.tmp, M);
-  int64_t* cnt = grow(s.cnt, (int64_t(1) << Ts) + 1);
-  A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, TILE * T.nIn);
-  int bounds[64], nb_ = 0;  // stage boundaries: 0, 3, 6, ... (< Ts), Ts, L
-  bounds[nb_++] = 0;
-  for (int l = 3; l < Ts; l += 3) bounds[nb_++] = l;
-  if (Ts > 0) bounds[nb_++] = Ts;
-  bounds[nb_++] = T.L;
-  for (int64_t k = 0; k < T.K; ++k) {
-    for (int64_t i = 0; i < M; ++i) node[i] = 0, perm[i] = i;
-    for (int stage = 0; stage + 1 < nb_; ++stage) {
-      const int l0 = bounds[stage], l1 = bounds[stage + 1];
-      if (l0 > 0) {  // stable counting sort of perm by node at level l0
-        const int64_t base = (int64_t(1) << l0) - 1, nb = int64_t(1) << l0;
-        std::fill(cnt, cnt + nb + 1, 0);
-        for (int64_t i = 0; i < M; ++i) ++cnt[node[i] - base + 1];
-        for (int64_t j = 0; j < nb; ++j) cnt[j + 1] += cnt[j];
-        for (int64_t i = 0; i < M; ++i) tmp[cnt[node[perm[i]] - base]++] = perm[i];
-        std::copy(tmp, tmp + M, perm);
+// still has >= TILE tokens per node on average). The walk goes in stages: levels [0, 3), [3, 6), ... below Ts, then
+// [Ts, L). Before each stage but the first, the tokens are stably counting-sorted by their current node, so that each
+// tile's tokens mostly visit the same rows in the next stage and read each once from memory instead of TILE times.
+// Stages are scheduled depth first: a group of tokens that share a node and whose rows of x are too big for the L2
+// cache (kBlockBytes) walks one stage, is split by node, and each part finishes (all its stages, then `done`, e.g.
+// the combine) before the next part starts. A part small enough walks its remaining stages breadth first. So x is
+// read from memory about twice per call instead of once per stage, and a part's subtree rows are read while they
+// are hot. The token order is the one that sorting the whole batch before each stage gives; tiles just do not straddle
+// two parts.
+// `done(tok, n)` is called on each finished part (its tokens tok[0, n), in their final order) of the last tree.
+constexpr int64_t kBlockBytes = int64_t(256) << 10;
+
+template <typename S, typename A, int TILE> struct Router {
+  const TreeArgs<S>& T;
+  const A* x;
+  int64_t *R, *node, *tmp, *perm;
+  A* Z;
+  Scratch<A>& s;
+  A* buf;
+  int64_t k = 0, KL;
+  int bounds[64], nb = 0;  // stage boundaries: 0, 3, 6, ... (< Ts), Ts, L
+
+  Router(const TreeArgs<S>& T_, const A* x_, int64_t M, int64_t* R_, A* Z_, Scratch<A>& s_)
+      : T(T_), x(x_), R(R_), Z(Z_), s(s_), KL(T_.K * T_.L) {
+    int Ts = 0;
+    while (Ts + 1 < T.L && (M >> (Ts + 1)) >= TILE) ++Ts;
+    node = grow(s.node, M), perm = grow(s.perm, M), tmp = grow(s.tmp, M);
+    buf = std::is_same_v<S, A> ? nullptr : grow(s.walkbuf, TILE * T.nIn);
+    bounds[nb++] = 0;
+    for (int l = 3; l < Ts; l += 3) bounds[nb++] = l;
+    if (Ts > 0) bounds[nb++] = Ts;
+    bounds[nb++] = T.L;
+  }
+
+  // Walk levels [l0, l1) of tree k for tokens tok[0, n), in tiles of TILE neighbours.
+  void walk_stage(int l0, int l1, const int64_t* tok, int64_t n) {
+    for_tiles<TILE>(n, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      const A* xs[nt];
+      int64_t nd[nt], *rr[nt];
+      A* zz[nt];
+      for (int t = 0; t < nt; ++t) {
+        const int64_t tk = tok[i + t];
+        xs[t] = x + tk * T.nIn, nd[t] = node[tk], rr[t] = R + tk * KL, zz[t] = Z + tk * KL;
+        // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
+        // the hardware prefetcher follows); non-temporal (0 to +15% when each stage walked the whole batch)
+        const char* p = reinterpret_cast<const char*>(xs[t]);
+        for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(A); j += 64) __builtin_prefetch(p + j, 0, 0);
       }
-      for_tiles<TILE>(M, [&](auto ntc, int64_t i) {
-        constexpr int nt = decltype(ntc)::value;
-        const A* xs[nt];
-        int64_t nd[nt], *rr[nt];
-        A* zz[nt];
-        for (int t = 0; t < nt; ++t) {
-          const int64_t tok = perm[i + t];
-          xs[t] = x + tok * T.nIn, nd[t] = node[tok], rr[t] = R + tok * KL, zz[t] = Z + tok * KL;
-          // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
-          // the hardware prefetcher follows); non-temporal, as they are not needed after this tile (0 to +15%)
-          const char* p = reinterpret_cast<const char*>(xs[t]);
-          for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(A); j += 64) __builtin_prefetch(p + j, 0, 0);
-        }
-        walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz, buf);
-        for (int t = 0; t < nt; ++t) node[perm[i + t]] = nd[t];
-      });
+      walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz, buf);
+      for (int t = 0; t < nt; ++t) node[tok[i + t]] = nd[t];
+    });
+  }
+
+  // Stable counting sort of tok[0, n) by their node at level l, all in the subtree of node p at level la; cnt gets
+  // the 2^(l - la) + 1 part offsets.
+  void sort_by_node(int la, int64_t p, int l, int64_t* tok, int64_t n, int64_t* cnt) {
+    const int64_t parts = int64_t(1) << (l - la), first = (p << (l - la)) + parts - 1;  // leftmost node below p
+    std::fill(cnt, cnt + parts + 1, 0);
+    for (int64_t i = 0; i < n; ++i) ++cnt[node[tok[i]] - first + 1];
+    for (int64_t j = 0; j < parts; ++j) cnt[j + 1] += cnt[j];
+    int64_t *t2 = tmp + (tok - perm), *pos = grow(s.pos, parts);
+    std::copy(cnt, cnt + parts, pos);
+    for (int64_t i = 0; i < n; ++i) t2[pos[node[tok[i]] - first]++] = tok[i];
+    std::copy(t2, t2 + n, tok);
+  }
+
+  // Finish tokens tok[0, n), all at node p of level bounds[si].
+  template <typename F> void run(int si, int64_t p, int64_t* tok, int64_t n, F&& done) {
+    const int la = bounds[si];
+    if (si + 2 >= nb || n * T.nIn * (int64_t)sizeof(A) <= kBlockBytes) {  // breadth first
+      for (int st = si; st + 1 < nb; ++st) {
+        if (st > si) sort_by_node(la, p, bounds[st], tok, n, grow(s.cnt, (int64_t(1) << (bounds[st] - la)) + 1));
+        walk_stage(bounds[st], bounds[st + 1], tok, n);
+      }
+      done(tok, n);
+      return;
     }
+    walk_stage(la, bounds[si + 1], tok, n);
+    const int d = bounds[si + 1] - la;
+    int64_t cnt[9];  // d <= 3: stages below Ts are 3 levels or fewer
+    sort_by_node(la, p, bounds[si + 1], tok, n, cnt);
+    for (int64_t j = 0; j < (int64_t(1) << d); ++j)
+      if (cnt[j + 1] > cnt[j]) run(si + 1, (p << d) + (int64_t(1) << d) - 1 + j, tok + cnt[j], cnt[j + 1] - cnt[j], done);
+  }
+};
+
+template <typename S, typename A, int TILE = kTile, typename F>
+void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratch<A>& s, F&& done) {
+  Router<S, A, TILE> r(T, x, M, R, Z, s);
+  for (r.k = 0; r.k < T.K; ++r.k) {
+    for (int64_t i = 0; i < M; ++i) r.node[i] = 0, r.perm[i] = i;
+    if (r.k + 1 < T.K) r.run(0, 0, r.perm, M, [](const int64_t*, int64_t) {});
+    else r.run(0, 0, r.perm, M, done);
   }
 }
 
@@ -146,24 +194,26 @@ void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
     const int64_t M = b1 - b0;
     int64_t* R = grow(s.R, M * KL);
     A* Z = grow(s.Z, M * KL);
-    if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s);  // few tokens: 4 per tile is faster
-    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s);
-    for (int64_t e = 0; e < M * KL; ++e) Z[e] = fff::act_fwd(T.act, Z[e]);  // Z now holds the coefficients
-    const int64_t* perm = s.perm.data();
     // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
     // evict the tree's rows (+7-9% at B >= 512)
     const bool stream = M * T.nOut * (int64_t)sizeof(A) >= (int64_t(1) << 20) && (T.nOut * sizeof(A)) % FFF_VBYTES == 0;
-    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
-      constexpr int nt = decltype(ntc)::value;
-      A* out[nt];
-      const int64_t* rows[nt];
-      const A* c[nt];
-      for (int t = 0; t < nt; ++t) {
-        const int64_t tok = perm[i + t];
-        out[t] = y + (b0 + tok) * T.nOut, rows[t] = R + tok * KL, c[t] = Z + tok * KL;
-      }
-      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream);
-    });
+    auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
+      for (int64_t i = 0; i < n; ++i)
+        for (A *c = Z + tok[i] * KL, *e = c + KL; c < e; ++c) *c = fff::act_fwd(T.act, *c);
+      for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
+        constexpr int nt = decltype(ntc)::value;
+        A* out[nt];
+        const int64_t* rows[nt];
+        const A* c[nt];
+        for (int t = 0; t < nt; ++t) {
+          const int64_t tk = tok[i + t];
+          out[t] = y + (b0 + tk) * T.nOut, rows[t] = R + tk * KL, c[t] = Z + tk * KL;
+        }
+        combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream);
+      });
+    };
+    if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
+    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish);
 #ifdef FFF_X86
     if (stream) _mm_sfence();  // order the non-temporal stores before the op returns
 #endif
@@ -185,34 +235,35 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
     const int64_t M = b1 - b0;
     int64_t* Rb = R.data() + b0 * KL;
     A *Zb = GZ.data() + b0 * KL, *Cb = C.data() + b0 * KL;
-    route<S, A>(T, x + b0 * T.nIn, M, Rb, Zb, s);
     A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, kTile * T.nOut);
-    const int64_t* perm = s.perm.data();
-    for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
-      constexpr int nt = decltype(ntc)::value;
-      int64_t tok[nt];
-      const A *gs[nt], *gz[nt];
-      const int64_t* rows[nt];
-      A* out[nt];
-      for (int t = 0; t < nt; ++t) {
-        tok[t] = perm[i + t];
-        gs[t] = g + (b0 + tok[t]) * T.nOut, rows[t] = Rb + tok[t] * KL, gz[t] = Zb + tok[t] * KL;
-        out[t] = dx + (b0 + tok[t]) * T.nIn;
-      }
-      for (int64_t j = 0; j < KL; ++j) {
-        const A* rp[nt];
-        A gc[nt];
-        for (int t = 0; t < nt; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t][j] * T.nOut, buf + t * T.nOut, T.nOut);
-        dots<A, nt>(gs, rp, T.nOut, gc);
+    auto finish = [&](const int64_t* tk, int64_t n) {
+      for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
+        constexpr int nt = decltype(ntc)::value;
+        int64_t tok[nt];
+        const A *gs[nt], *gz[nt];
+        const int64_t* rows[nt];
+        A* out[nt];
         for (int t = 0; t < nt; ++t) {
-          const int64_t e = tok[t] * KL + j;
-          const A z = Zb[e];
-          Zb[e] = gc[t] * fff::act_grad(T.act, z);
-          Cb[e] = fff::act_fwd(T.act, z);
+          tok[t] = tk[i + t];
+          gs[t] = g + (b0 + tok[t]) * T.nOut, rows[t] = Rb + tok[t] * KL, gz[t] = Zb + tok[t] * KL;
+          out[t] = dx + (b0 + tok[t]) * T.nIn;
         }
-      }
-      combine_rows<S, A, nt>(T.X, T.nIn, out, rows, gz, KL, s);
-    });
+        for (int64_t j = 0; j < KL; ++j) {
+          const A* rp[nt];
+          A gc[nt];
+          for (int t = 0; t < nt; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t][j] * T.nOut, buf + t * T.nOut, T.nOut);
+          dots<A, nt>(gs, rp, T.nOut, gc);
+          for (int t = 0; t < nt; ++t) {
+            const int64_t e = tok[t] * KL + j;
+            const A z = Zb[e];
+            Zb[e] = gc[t] * fff::act_grad(T.act, z);
+            Cb[e] = fff::act_fwd(T.act, z);
+          }
+        }
+        combine_rows<S, A, nt>(T.X, T.nIn, out, rows, gz, KL, s);
+      });
+    };
+    route<S, A>(T, x + b0 * T.nIn, M, Rb, Zb, s, finish);
   });
   // phase 2: counting sort of the (token, visited row) items by row, stable in token order
   std::vector<int64_t> off(KN + 1, 0), order(n_items);
