@@ -164,11 +164,15 @@ AUTO_ORDER = {'cpu': ('cpp', 'torch'), 'cuda': ('cuda', 'triton', 'torch')}
 BACKEND_NAMES = ('auto', 'torch', *BACKEND_MODULES)
 
 # %% ../nbs/00_core.ipynb
+def _register_module(name:str):
+    "Import the module that registers backend `name`, if it is not registered yet (raises what the import raises)."
+    if name not in BACKENDS and name in BACKEND_MODULES: importlib.import_module(BACKEND_MODULES[name])
+
 def load_backend(name:str):
     "The forward function of backend `name`, building it on first use; raises `RuntimeError` saying why if it can't."
     if name not in _LOADED:
         try:
-            if name not in BACKENDS and name in BACKEND_MODULES: importlib.import_module(BACKEND_MODULES[name])
+            _register_module(name)
             if name not in BACKENDS: raise RuntimeError(f"backend {name!r} is not registered")
             _LOADED[name] = BACKENDS[name].load()
         except Exception as e: _LOADED[name] = e
@@ -185,6 +189,8 @@ def resolve_backend(name:str, device:torch.device) -> tuple[str, Callable]:
     hit = _RESOLVED.get((name, device))
     if hit is not None and _LOADED.get(hit[0]) is hit[1]: return hit
     dt = device.type
+    try: _register_module(name)  # its devices decide below, whether or not this is the first call
+    except Exception: pass       # (a module that cannot be imported: `load_backend` says why, and torch takes over)
     if name != 'auto' and dt not in BACKENDS.get(name, Backend(name, None, (dt,))).devices:
         raise ValueError(f"backend {name!r} cannot run on {dt} tensors (it supports {BACKENDS[name].devices})")
     for cand in (AUTO_ORDER.get(dt, ('torch',)) if name == 'auto' else (name,)):
