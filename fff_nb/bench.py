@@ -12,10 +12,10 @@ from fastcore.script import call_parse, Param
 from .core import FFF, BACKENDS, load_backend, resolve_backend
 
 # %% auto 0
-__all__ = ['RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info', 'record_results',
-           'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
-           'check_agreement', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
-           'memory_isolated', 'plot_speedup', 'read_bandwidth', 'main']
+__all__ = ['RESULT_COLUMNS', 'KEEP_FREED_MEMORY', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
+           'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders',
+           'linear_contenders', 'check_agreement', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table',
+           'memory_table', 'memory_isolated', 'plot_speedup', 'read_bandwidth', 'page_faults', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -287,6 +287,17 @@ def read_bandwidth(nbytes:int=2**28, repeats:int=5) -> float:
     for _ in range(repeats):
         t0 = time.perf_counter(); a.sum(); ts.append(time.perf_counter() - t0)
     return nbytes / statistics.median(ts)
+
+# %% ../nbs/08_bench_layer.ipynb
+def page_faults(fn:Callable, calls:int=20, warmup:int=3) -> tuple[float, float]:
+    "`(seconds, minor page faults)` per call of `fn`, after `warmup` calls (Unix: `resource.getrusage`)."
+    import resource
+    for _ in range(warmup): fn()
+    f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+    for _ in range(calls): fn()
+    return (time.perf_counter() - t0) / calls, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / calls
+
+KEEP_FREED_MEMORY = {'MALLOC_MMAP_THRESHOLD_': str(2**30), 'MALLOC_TRIM_THRESHOLD_': str(2**31)}  # glibc: reuse, don't unmap
 
 # %% ../nbs/08_bench_layer.ipynb
 @call_parse
