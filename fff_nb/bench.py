@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 from fastcore.script import call_parse, Param
-from .core import FFF, BACKENDS, load_backend, resolve_backend
+from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty
 
 # %% auto 0
 __all__ = ['RESULT_COLUMNS', 'KEEP_FREED_MEMORY', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
@@ -112,8 +112,9 @@ class TreeFF(nn.Module):
         super().__init__()
         n = n_trees * (2**levels - 1)
         self.n_trees, self.act, self.backend = n_trees, act, backend
-        self.X = nn.Parameter(torch.randn(n, width, dtype=dtype) / width**0.5)
-        self.Y = nn.Parameter(torch.randn(n, width, dtype=dtype) / levels**0.5)
+        # in 2 MiB pages on CPU, as UltraFFF's and FFF's parameters (00_core: `huge_empty`)
+        self.X = nn.Parameter(huge_empty(n, width, dtype=dtype).copy_(torch.randn(n, width, dtype=dtype) / width**0.5))
+        self.Y = nn.Parameter(huge_empty(n, width, dtype=dtype).copy_(torch.randn(n, width, dtype=dtype) / levels**0.5))
         self.b = nn.Parameter(torch.zeros(n, dtype=dtype))
         self.fn = resolve_backend(backend, torch.device('cpu'))[1]
 

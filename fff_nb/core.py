@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb 1
 from __future__ import annotations
-import math, os, numbers, importlib, warnings
+import math, os, numbers, importlib, warnings, mmap, ctypes
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -13,9 +13,10 @@ from torch import nn, Tensor
 
 # %% auto 0
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS',
-           'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input', 'acc_dtype',
-           'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend', 'register_backend',
-           'load_backend', 'resolve_backend', 'init_tree_', 'FFF', 'fff_grads', 'peak_memory']
+           'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input',
+           'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend',
+           'register_backend', 'load_backend', 'resolve_backend', 'init_tree_', 'FFF', 'huge_empty', 'fff_grads',
+           'peak_memory']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -238,8 +239,8 @@ class FFF(nn.Module):
         check_tree_size(self.in_features, self.out_features, self.depth, dtype, device)
         self.backend, self.init, self.n_nodes = backend, init, 2**self.depth - 1
         kw = dict(device=device, dtype=dtype)
-        self.X = nn.Parameter(torch.empty(self.n_nodes, self.in_features, **kw))
-        self.Y = nn.Parameter(torch.empty(self.n_nodes, self.out_features, **kw))
+        self.X = nn.Parameter(huge_empty(self.n_nodes, self.in_features, **kw))
+        self.Y = nn.Parameter(huge_empty(self.n_nodes, self.out_features, **kw))
         self.register_buffer('node_visits', torch.zeros(self.n_nodes, dtype=torch.long, device=device), persistent=False)
         self.track_usage = False
         self.reset_parameters()
@@ -251,6 +252,22 @@ class FFF(nn.Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, depth={self.depth}, "
                 f"n_nodes={self.n_nodes}, backend={self.backend!r}")
+
+# %% ../nbs/00_core.ipynb
+HUGE_PAGE = 2**21  # bytes in a transparent huge page on x86-64 and most aarch64 kernels
+
+def huge_empty(*shape:int, dtype=None, device=None) -> Tensor:
+    "`torch.empty(*shape)`, but a CPU tensor of at least `HUGE_PAGE` bytes goes in memory the kernel may back with 2 MiB pages."
+    dtype = dtype or torch.get_default_dtype()
+    device = torch.device(device) if device is not None else torch.get_default_device()
+    n = math.prod(shape)
+    if device.type != 'cpu' or n * dtype.itemsize < HUGE_PAGE or not hasattr(mmap, 'MADV_HUGEPAGE'):
+        return torch.empty(shape, dtype=dtype, device=device)
+    size = -(-n * dtype.itemsize // HUGE_PAGE) * HUGE_PAGE
+    buf = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    off = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % HUGE_PAGE  # first 2 MiB boundary in the mapping
+    buf.madvise(mmap.MADV_HUGEPAGE, off, size)
+    return torch.frombuffer(buf, dtype=dtype, count=n, offset=off).view(shape)  # the tensor keeps `buf` alive
 
 # %% ../nbs/00_core.ipynb
 def _fff_forward(self:FFF, x:Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_input, check_positive_int, resolve_backend, load_backend, walk, tree_depth, tree_torch,
-                         memory_limit, _fmt_bytes, COEFFICIENTS, BACKEND_NAMES, MAX_DEPTH)
+                         memory_limit, _fmt_bytes, huge_empty, COEFFICIENTS, BACKEND_NAMES, MAX_DEPTH)
 
 # %% auto 0
 __all__ = ['ULTRA_INITS', 'ULTRA_IMPLS', 'check_depth', 'check_ultra_size', 'as_activation', 'path_mask', 'tree_masked',
@@ -106,9 +106,9 @@ class UltraFFF(nn.Module):
         self.activation, self.act = as_activation(activation)
         self.backend, self.impl, self.init, self.n_nodes = backend, impl, init, 2**(self.depth + 1) - 1
         N, kw = self.parallel_size * self.n_nodes, dict(device=device, dtype=dtype)
-        self.X = nn.Parameter(torch.empty(N, self.in_features, **kw))
+        self.X = nn.Parameter(huge_empty(N, self.in_features, **kw))  # 2 MiB pages on CPU (00_core)
         self.b = nn.Parameter(torch.empty(N, **kw))
-        self.Y = nn.Parameter(torch.empty(N, self.out_features, **kw))
+        self.Y = nn.Parameter(huge_empty(N, self.out_features, **kw))
         self.reset_parameters()
 
     def reset_parameters(self):
