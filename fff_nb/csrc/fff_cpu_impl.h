@@ -38,6 +38,17 @@ template <typename Vt> FFF_INLINE auto* grow(Vt& v, int64_t n) {
   return v.data();
 }
 
+// Stable counting sort of the items i in [0, n) by key(i) in [0, nb): out gets item(i) grouped by key, in input order
+// within a key; off (nb + 1) gets each key's offset in out; pos (nb) is scratch.
+template <typename Key, typename Item>
+FFF_INLINE void counting_sort(int64_t n, int64_t nb, Key&& key, Item&& item, int64_t* out, int64_t* off, int64_t* pos) {
+  std::fill(off, off + nb + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++off[key(i) + 1];
+  for (int64_t j = 0; j < nb; ++j) off[j + 1] += off[j];
+  std::copy(off, off + nb, pos);
+  for (int64_t i = 0; i < n; ++i) out[pos[key(i)]++] = item(i);
+}
+
 // Tokens per parallel chunk: enough work (~2^18 multiply-adds) to pay for waking a thread.
 inline int64_t token_grain(int64_t work_per_token) {
   return std::max<int64_t>(4, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_token));
@@ -123,12 +134,9 @@ template <typename S, typename A, int TILE> struct Router {
   // the 2^(l - la) + 1 part offsets.
   void sort_by_node(int la, int64_t p, int l, int64_t* tok, int64_t n, int64_t* cnt) {
     const int64_t parts = int64_t(1) << (l - la), first = (p << (l - la)) + parts - 1;  // leftmost node below p
-    std::fill(cnt, cnt + parts + 1, 0);
-    for (int64_t i = 0; i < n; ++i) ++cnt[node[tok[i]] - first + 1];
-    for (int64_t j = 0; j < parts; ++j) cnt[j + 1] += cnt[j];
-    int64_t *t2 = tmp + (tok - perm), *pos = grow(s.pos, parts);
-    std::copy(cnt, cnt + parts, pos);
-    for (int64_t i = 0; i < n; ++i) t2[pos[node[tok[i]] - first]++] = tok[i];
+    int64_t* t2 = tmp + (tok - perm);
+    counting_sort(n, parts, [&](int64_t i) { return node[tok[i]] - first; }, [&](int64_t i) { return tok[i]; }, t2, cnt,
+                  grow(s.pos, parts));
     std::copy(t2, t2 + n, tok);
   }
 
@@ -266,13 +274,8 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
     route<S, A>(T, x + b0 * T.nIn, M, Rb, Zb, s, finish);
   });
   // phase 2: counting sort of the (token, visited row) items by row, stable in token order
-  std::vector<int64_t> off(KN + 1, 0), order(n_items);
-  for (int64_t e = 0; e < n_items; ++e) ++off[R[e] + 1];
-  for (int64_t r = 0; r < KN; ++r) off[r + 1] += off[r];
-  {
-    std::vector<int64_t> pos(off.begin(), off.end() - 1);
-    for (int64_t e = 0; e < n_items; ++e) order[pos[R[e]]++] = e;
-  }
+  std::vector<int64_t> off(KN + 1), order(n_items), pos(KN);
+  counting_sort(n_items, KN, [&](int64_t e) { return R[e]; }, [](int64_t e) { return e; }, order.data(), off.data(), pos.data());
   // phase 3a: zero the unvisited rows (threads split the rows evenly)
   at::parallel_for(0, KN, std::max<int64_t>(1, (int64_t(1) << 16) / (T.nIn + T.nOut)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
@@ -361,7 +364,7 @@ void leaf_forward(const LeafArgs<A>& T, const A* x, A* y, int64_t B) {
   const int64_t L = int64_t(1) << T.d;
   at::parallel_for(0, B, token_grain(T.d * T.I + T.l * (T.I + T.O)), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    std::vector<int64_t> leaf(M), perm(M), cnt(L + 1, 0);
+    std::vector<int64_t> leaf(M), perm(M), cnt(L + 1), pos(L);
     std::vector<A> h(kTile * T.l);  // a tile's hidden units, and its leaves' rows of w2
     std::vector<const A*> rows(kTile * T.l);
     for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
@@ -370,9 +373,7 @@ void leaf_forward(const LeafArgs<A>& T, const A* x, A* y, int64_t B) {
       for (int t = 0; t < nt; ++t) xs[t] = x + (b0 + i + t) * T.I;
       leaf_descend<A, nt>(T, xs, leaf.data() + i);
     });
-    for (int64_t i = 0; i < M; ++i) ++cnt[leaf[i] + 1];  // stable counting sort of the tokens by leaf
-    for (int64_t j = 0; j < L; ++j) cnt[j + 1] += cnt[j];
-    for (int64_t i = 0; i < M; ++i) perm[cnt[leaf[i]]++] = i;
+    counting_sort(M, L, [&](int64_t i) { return leaf[i]; }, [](int64_t i) { return i; }, perm.data(), cnt.data(), pos.data());
     for_tiles<kTile>(M, [&](auto ntc, int64_t i) {
       constexpr int nt = decltype(ntc)::value;
       const A* xs[nt];
