@@ -10,11 +10,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 from fastcore.test import test_close, test_eq
-from .core import register_backend, tree_torch, walk
+from .core import register_backend, tree_torch
 
 # %% auto 0
 __all__ = ['CUDA_CFLAGS', 'TEST_CASES', 'cuda_unavailable', 'build', 'load', 'rand_tree', 'tree_grads_torch', 'assert_close_rel',
-           'check_tree_op', 'gpu_times', 'gpu_contenders', 'near_ties', 'assert_close_but_ties', 'bench_gpu']
+           'check_tree_op', 'gpu_times', 'gpu_contenders', 'bench_gpu']
 
 # %% ../nbs/03_cuda.ipynb
 CUDA_CFLAGS = ['-O3', '--expt-relaxed-constexpr', '-lineinfo']  # no --use_fast_math: erf and NaN must stay exact
@@ -115,10 +115,10 @@ def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False
     X, Y, b = rand_tree(nIn, nOut, levels, n_trees, bias, dtype, device, seed)
     ps = [t.requires_grad_() for t in (X, Y, b) if t is not None]
     from fff_nb.ops import tree_forward
+    from fff_nb.bench import dense_ff
     if dense_hidden:  # the FF the tree replaces, e.g. BERT's 768-3072-768 with GELU
-        nn = torch.nn
-        lin = nn.Sequential(nn.Linear(nIn, dense_hidden), nn.GELU(), nn.Linear(dense_hidden, nOut)).to(device, dtype)
-        name = f'dense FF {nIn}-{dense_hidden}-{nOut} (cuBLAS)'
+        if nIn != nOut: raise ValueError(f"a dense FF maps a width to itself: `nIn`={nIn} and `nOut`={nOut} differ")
+        lin, name = dense_ff(nIn, dense_hidden, dtype).to(device), f'dense FF {nIn}-{dense_hidden}-{nOut} (cuBLAS)'
     else: lin, name = torch.nn.Linear(nIn, nOut, device=device, dtype=dtype), 'nn.Linear (cuBLAS)'
     fns = {name: (lin, list(lin.parameters())),
            'FFF torch (gather)': (lambda x: tree_torch(x, X, Y, b, n_trees, act), ps),
@@ -130,23 +130,10 @@ def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False
     return fns
 
 # %% ../nbs/03_cuda.ipynb
-def near_ties(x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1, rel:float=1e-4) -> Tensor:
-    "Tokens whose float64 path has a decision with |λ| below `rel` × the median |λ|: float32 rounding may send them the other way."
-    _, lam = walk(x.double(), X.double(), None if b is None else b.double(), n_trees)
-    return lam.abs().flatten(1).amin(1) <= rel * lam.abs().median()
-
-def assert_close_but_ties(got:Tensor, want:Tensor, x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1, rtol:float=1e-4, max_ties:float=0.01):
-    "Assert `got` ≈ `want` on every row except the `near_ties` tokens (at most 4, or a fraction `max_ties` of them)."
-    ties = near_ties(x, X, b, n_trees)
-    if ties.sum() > max(4, max_ties * len(ties)): raise AssertionError(f"{int(ties.sum())} of {len(ties)} tokens are near ties: too many to compare")
-    torch.testing.assert_close(got[~ties], want[~ties], rtol=rtol, atol=rtol * want.abs().max().item())
-
-
-# %% ../nbs/03_cuda.ipynb
 def bench_gpu(nIn:int, nOut:int, levels:int, B:int, n_trees:int=1, bias:bool=False, act:str='identity',
               dtype=torch.float32, backward:bool=False, device='cuda', db=None, dense_hidden:int|None=None, **kw) -> list[dict]:
     "Times of the `gpu_contenders` at batch `B` (forward, or forward+backward to input and parameters), checked first; rows as in `fff_nb.bench`."
-    from fff_nb.bench import summarize, env_info, record_results
+    from fff_nb.bench import summarize, env_info, record_results, result_rows, assert_close_but_ties
     fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype, device=device, dense_hidden=dense_hidden)
     X, _, *b = fns['FFF torch (gather)'][1]
     x = torch.randn(B, nIn, device=device, dtype=dtype, requires_grad=backward)
@@ -158,12 +145,8 @@ def bench_gpu(nIn:int, nOut:int, levels:int, B:int, n_trees:int=1, bias:bool=Fal
     if backward: step = {n: (lambda f=f, ps=ps: torch.autograd.grad(f(x), [x, *ps], g)) for n, (f, ps) in fns.items()}
     else: step = {n: (lambda f=f: f(x)) for n, (f, ps) in fns.items()}
     with torch.set_grad_enabled(backward): stats = {n: summarize(t) for n, t in gpu_times(step, device=device, **kw).items()}
-    base = next(iter(stats))  # the dense baseline
-    env, run_id = env_info(device, dtype), f"{time.time():.0f}-{os.getpid()}"
-    rows = [dict(run_id=run_id, bench='gpu_layer', impl=n, batch=B, nIn=nIn, nOut=nOut, depth=levels, mode='fwd+bwd' if backward else 'forward',
-                 median_s=s['median'], q1_s=s['q1'], q3_s=s['q3'], n=s['n'], tokens_per_s=B / s['median'],
-                 speedup=stats[base]['median'] / s['median'], baseline=base, extra=dict(n_trees=n_trees, bias=bias, act=act), **env)
-            for n, s in stats.items()]
+    rows = result_rows(stats, B, run_id=f"{time.time():.0f}-{os.getpid()}", bench='gpu_layer', nIn=nIn, nOut=nOut, depth=levels,
+                       mode='fwd+bwd' if backward else 'forward', extra=dict(n_trees=n_trees, bias=bias, act=act), **env_info(device, dtype))
     if db is not None: record_results(rows, db)
     return rows
 
