@@ -14,14 +14,18 @@ FLAGS = {'notest', 'cuda', 'slow'}
 NEEDS_NBDEV = re.compile(r'show_doc\(|nbdev_export\(')
 NBDEV_IMPORT = re.compile(r'^(from nbdev\S* import .*|import nbdev.*)$', re.M)
 
-def skipped(src: str, run_flags=()) -> bool:
-    "Would nbdev_test skip this cell (given the flags switched on), or does it need nbdev?"
+def flag_skipped(src: str, run_flags=()) -> bool:
+    "Would nbdev_test skip this cell (`#| eval: false`, or a flag not switched on)? (Also `tools/run_nbs.py`'s rule.)"
     for line in src.splitlines():
         if not line.startswith('#|'): break
         d = line[2:].strip()
         if re.match(r'eval:\s*false', d): return True
         if d in FLAGS and d not in run_flags: return True
-    return bool(NEEDS_NBDEV.search(src))
+    return False
+
+def skipped(src: str, run_flags=()) -> bool:
+    "Is this cell left out here: skipped by nbdev_test, or in need of nbdev itself?"
+    return flag_skipped(src, run_flags) or bool(NEEDS_NBDEV.search(src))
 
 class Tee(io.StringIO):
     "Collect what a cell prints and echo it to the console."

@@ -6,27 +6,17 @@ their tables). The environment matches the test run (IN_TEST=1, inline plots). U
     python tools/run_nbs.py [--flags slow,cuda] [nbs/00_core.ipynb ...]      # default: every notebook in nbs/
 Then `nbdev_clean` before committing.
 """
-import os, re, sys, time
+import os, sys, time
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
-
-FLAGS = {'notest', 'cuda', 'slow'}
-
-def skipped(cell, run_flags=()) -> bool:
-    "Would nbdev_test skip this cell (given the flags switched on)?"
-    for line in cell.source.splitlines():
-        if not line.startswith('#|'): break
-        d = line[2:].strip()
-        if re.match(r'eval:\s*false', d): return True
-        if d in FLAGS and d not in run_flags: return True
-    return False
+from run_cells import flag_skipped  # the one rule for which cells nbdev_test skips (tools/ is on sys.path here)
 
 def run(path: Path, run_flags=(), timeout=3600):
     nb = nbformat.read(path, as_version=4)
     tagged = []
     for c in nb.cells:
-        if c.cell_type == 'code' and skipped(c, run_flags):
+        if c.cell_type == 'code' and flag_skipped(c.source, run_flags):
             c.metadata.setdefault('tags', []).append('skip-execution'); tagged.append(c)
     t0 = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
