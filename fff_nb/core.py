@@ -15,7 +15,7 @@ from torch import nn, Tensor
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS',
            'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input',
            'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend',
-           'register_backend', 'load_backend', 'resolve_backend', 'init_tree_', 'FFF', 'huge_empty', 'fff_grads',
+           'register_backend', 'load_backend', 'resolve_backend', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads',
            'peak_memory']
 
 # %% ../nbs/00_core.ipynb
@@ -220,6 +220,22 @@ def init_tree_(X:Tensor, Y:Tensor, init:str='hypersphere', generator=None):
     else: raise ValueError(f"`init` must be one of {INITS}, got {init!r}")
 
 # %% ../nbs/00_core.ipynb
+HUGE_PAGE = 2**21  # bytes in a transparent huge page on x86-64 and most aarch64 kernels
+
+def huge_empty(*shape:int, dtype=None, device=None) -> Tensor:
+    "`torch.empty(*shape)`, but a CPU tensor of at least `HUGE_PAGE` bytes goes in memory the kernel may back with 2 MiB pages."
+    dtype = dtype or torch.get_default_dtype()
+    device = torch.device(device) if device is not None else torch.get_default_device()
+    n = math.prod(shape)
+    if device.type != 'cpu' or n * dtype.itemsize < HUGE_PAGE or not hasattr(mmap, 'MADV_HUGEPAGE'):
+        return torch.empty(shape, dtype=dtype, device=device)
+    size = -(-n * dtype.itemsize // HUGE_PAGE) * HUGE_PAGE
+    buf = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    off = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % HUGE_PAGE  # first 2 MiB boundary in the mapping
+    buf.madvise(mmap.MADV_HUGEPAGE, off, size)
+    return torch.frombuffer(buf, dtype=dtype, count=n, offset=off).view(shape)  # the tensor keeps `buf` alive
+
+# %% ../nbs/00_core.ipynb
 class FFF(nn.Module):
     "Fast feedforward layer: a depth-`depth` tree of (input, output) vector pairs replacing an `nIn x nOut` matrix."
     def __init__(self,
@@ -252,22 +268,6 @@ class FFF(nn.Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, depth={self.depth}, "
                 f"n_nodes={self.n_nodes}, backend={self.backend!r}")
-
-# %% ../nbs/00_core.ipynb
-HUGE_PAGE = 2**21  # bytes in a transparent huge page on x86-64 and most aarch64 kernels
-
-def huge_empty(*shape:int, dtype=None, device=None) -> Tensor:
-    "`torch.empty(*shape)`, but a CPU tensor of at least `HUGE_PAGE` bytes goes in memory the kernel may back with 2 MiB pages."
-    dtype = dtype or torch.get_default_dtype()
-    device = torch.device(device) if device is not None else torch.get_default_device()
-    n = math.prod(shape)
-    if device.type != 'cpu' or n * dtype.itemsize < HUGE_PAGE or not hasattr(mmap, 'MADV_HUGEPAGE'):
-        return torch.empty(shape, dtype=dtype, device=device)
-    size = -(-n * dtype.itemsize // HUGE_PAGE) * HUGE_PAGE
-    buf = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    off = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % HUGE_PAGE  # first 2 MiB boundary in the mapping
-    buf.madvise(mmap.MADV_HUGEPAGE, off, size)
-    return torch.frombuffer(buf, dtype=dtype, count=n, offset=off).view(shape)  # the tensor keeps `buf` alive
 
 # %% ../nbs/00_core.ipynb
 def _fff_forward(self:FFF, x:Tensor) -> Tensor:
