@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 from fastcore.test import test_close, test_eq
 from .core import register_backend, tree_torch
+from .ops import rand_tree  # the shared test trees (02_ops)
 
 # %% auto 0
-__all__ = ['CUDA_CFLAGS', 'TEST_CASES', 'cuda_unavailable', 'build', 'load', 'rand_tree', 'tree_grads_torch', 'assert_close_rel',
+__all__ = ['CUDA_CFLAGS', 'TEST_CASES', 'cuda_unavailable', 'build', 'load', 'tree_grads_torch', 'assert_close_rel',
            'check_tree_op', 'gpu_times', 'gpu_contenders', 'bench_gpu']
 
 # %% ../nbs/03_cuda.ipynb
@@ -56,13 +57,6 @@ def load() -> Callable:
 register_backend('cuda', load, devices=('cuda',))
 
 # %% ../nbs/03_cuda.ipynb
-def rand_tree(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=True, dtype=torch.float64, device='cpu', seed:int=0):
-    "Random tree tensors `(X, Y, b)` for tests (`b` None without `bias`)."
-    g = torch.Generator().manual_seed(seed)
-    n = n_trees * (2**levels - 1)
-    X, Y, b = (torch.randn(s, generator=g, dtype=dtype).to(device) for s in ((n, nIn), (n, nOut), (n,)))
-    return X, Y, (b if bias else None)
-
 def tree_grads_torch(g:Tensor, x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity'):
     "`(dx, dX, dY, db)` of `tree_torch` for output gradient `g`, by autograd (`db` None without `b`)."
     ps = [t.detach().requires_grad_() for t in (x, X, Y) + ((b,) if b is not None else ())]

@@ -13,7 +13,7 @@ from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
 __all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'load_library', 'register_tree_autograd', 'tree_forward',
-           'tree_backward', 'load', 'leaf_forward']
+           'tree_backward', 'load', 'rand_tree', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -132,6 +132,14 @@ def load() -> Callable:
     return tree_forward
 
 register_backend('cpp', load, devices=('cpu',))
+
+# %% ../nbs/02_ops.ipynb
+def rand_tree(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=True, dtype=torch.float64, device='cpu', seed:int=0):
+    "Random tree tensors `(X, Y, b)` for tests (`b` None without `bias`); every backend's tests use them."
+    g = torch.Generator().manual_seed(seed)
+    n = n_trees * (2**levels - 1)
+    X, Y, b = (torch.randn(s, generator=g, dtype=dtype).to(device) for s in ((n, nIn), (n, nOut), (n,)))
+    return X, Y, (b if bias else None)
 
 # %% ../nbs/02_ops.ipynb
 LEAF_ACTS = {'identity': 0, 'gelu': 1, 'relu': 2}  # leaf activation name -> the `act` int of fff_nb::leaf_forward

@@ -148,7 +148,8 @@ def emulate(verbose:bool=False) -> bool:
     import hashlib, torch
     from torch.utils.cpp_extension import load
     sys.path.insert(0, str(ROOT))
-    from fff_nb.cuda import TEST_CASES, check_tree_op, rand_tree
+    from fff_nb.cuda import TEST_CASES, check_tree_op
+    from fff_nb.ops import rand_tree
     from fff_nb.core import tree_torch
     csrc = ROOT / 'fff_nb/csrc'
     h = hashlib.sha256((EMU_H + EMU_BIND).encode() + b''.join(f.read_bytes() for f in sorted(csrc.glob('*')) if f.suffix in ('.h', '.cu')))
