@@ -16,7 +16,7 @@ __all__ = ['RESULT_COLUMNS', 'KEEP_FREED_MEMORY', 'calibrate', 'interleaved_time
            'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders',
            'linear_contenders', 'near_ties', 'assert_close_but_ties', 'check_agreement', 'result_rows',
            'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table', 'memory_isolated',
-           'plot_speedup', 'read_bandwidth', 'page_faults', 'main']
+           'plot_speedup', 'read_bandwidth', 'visited_bytes', 'check_targets', 'format_targets', 'page_faults', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -309,6 +309,44 @@ def read_bandwidth(nbytes:int=2**28, repeats:int=5) -> float:
     for _ in range(repeats):
         t0 = time.perf_counter(); a.sum(); ts.append(time.perf_counter() - t0)
     return nbytes / statistics.median(ts)
+
+# %% ../nbs/08_bench_layer.ipynb
+def visited_bytes(x:torch.Tensor, X:torch.Tensor, Y:torch.Tensor, b:torch.Tensor|None=None, n_trees:int=1) -> int:
+    "Bytes of tree rows a batch `x` must read at least once: distinct visited nodes × (a row of `X` + a row of `Y`)."
+    rows, _ = walk(x, X, b, n_trees)
+    return rows.unique().numel() * (X.shape[1] * X.element_size() + Y.shape[1] * Y.element_size())
+
+# %% ../nbs/08_bench_layer.ipynb
+def check_targets(rows:list[dict], width:int=768) -> list[dict]:
+    "The layer-speed issue's float32 targets, each with its measured value in `rows` (a full run) and whether it is met."
+    by = {(r['bench'], r['mode'], r['threads'], r['nIn'], r['impl'], r['batch']): r for r in rows}
+    def t(impl, B, th=1, bench='ufb', mode='forward', nIn=width):
+        r = by.get((bench, mode, th, nIn, impl, B)); return None if r is None else r['median_s']
+    def ratio(fast, slow, B, **kw):
+        a, b = t(fast, B, **kw), t(slow, B, **kw); return None if a is None or b is None else b / a
+    out = []
+    def need(what, value, goal, at_least=True):
+        out.append(dict(target=what, value=value, goal=goal, at_least=at_least,
+                        met=value is not None and (value >= goal if at_least else value <= goal)))
+    fff, dense, onednn, flops = 'FFF cpp', f'dense FF {width}-3072-{width} eager', 'dense FF oneDNN', f'dense {width}-12-{width} (same FLOPs)'
+    for B in (8, 64, 512): need(f"tokens/s, 1 thread, B={B}", None if t(fff, B) is None else B / t(fff, B), 1.2e6)
+    for B in (512, 4096): need(f"tokens/s, 2 threads, B={B}", None if t(fff, B, 2) is None else B / t(fff, B, 2), 3e6)
+    for th in (1, 2):
+        for B in (8, 64, 512, 4096): need(f"x oneDNN dense FF, {th} thread(s), B={B}", ratio(fff, onednn, B, th=th), 60)
+    for th in (1, 2):
+        for B in (512, 4096): need(f"x equal-FLOPs dense, {th} thread(s), B={B}", ratio(fff, flops, B, th=th), 1.2)
+    need("seconds per call, B=1, through nn.Module", t(fff, 1), 4e-6, at_least=False)
+    need("x dense FF, training step, B=256", ratio(fff, dense, 256, mode='train'), 10)
+    for B, goal in ((1, 1000), (64, 200)): need(f"x nn.Linear, 2^14 x 2^14, B={B}", ratio(fff, 'nn.Linear', B, bench='linear', nIn=2**14), goal)
+    for th in (1, 2):
+        for B in (64, 512, 4096): need(f"torch backend x dense FF, {th} thread(s), B={B}", ratio('FFF torch', dense, B, th=th), 8)
+    return out
+
+def format_targets(results:list[dict]) -> str:
+    "One line per target: met or MISS, what, measured value, goal."
+    f = lambda v: '-' if v is None else f"{v:.3g}"
+    return '\n'.join(f"{'met ' if r['met'] else 'MISS'}  {r['target']:48s} {f(r['value']):>9s}  (goal {'>=' if r['at_least'] else '<='} {f(r['goal'])})"
+                     for r in results)
 
 # %% ../nbs/08_bench_layer.ipynb
 def page_faults(fn:Callable, calls:int=20, warmup:int=3) -> tuple[float, float]:
