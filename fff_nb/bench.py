@@ -12,11 +12,12 @@ from fastcore.script import call_parse, Param
 from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk
 
 # %% auto 0
-__all__ = ['RESULT_COLUMNS', 'KEEP_FREED_MEMORY', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
-           'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders',
-           'linear_contenders', 'near_ties', 'assert_close_but_ties', 'check_agreement', 'result_rows',
-           'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table', 'memory_isolated',
-           'plot_speedup', 'read_bandwidth', 'visited_bytes', 'check_targets', 'format_targets', 'page_faults', 'main']
+__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
+           'keep_freed_memory', 'malloc_mode', 'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff',
+           'to_onednn', 'ufb_contenders', 'linear_contenders', 'near_ties', 'assert_close_but_ties', 'check_agreement',
+           'result_rows', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
+           'memory_isolated', 'plot_speedup', 'read_bandwidth', 'visited_bytes', 'check_targets', 'format_targets',
+           'page_faults', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -68,6 +69,26 @@ def env_info(device='cpu', dtype=torch.float32) -> dict:
     return dict(device=torch.cuda.get_device_name(d) if d.type == 'cuda' else cpu_name(), threads=torch.get_num_threads(),
                 dtype=str(dtype).replace('torch.', ''), torch=torch.__version__,
                 time=datetime.datetime.now().isoformat(timespec='seconds'))
+
+# %% ../nbs/08_bench_layer.ipynb
+KEEP_FREED_MEMORY = {'MALLOC_MMAP_THRESHOLD_': str(2**30), 'MALLOC_TRIM_THRESHOLD_': str(2**31)}  # glibc: reuse, don't unmap
+_MALLOC = {'mode': 'keep freed memory' if all(os.environ.get(k) == v for k, v in KEEP_FREED_MEMORY.items()) else 'allocator defaults'}
+
+def keep_freed_memory() -> bool:
+    "Make glibc keep freed memory for reuse in this process (the `KEEP_FREED_MEMORY` thresholds, via `mallopt`); False where that is not possible."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
+    except OSError: return False
+    if not hasattr(libc, 'mallopt'): return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    ok = (libc.mallopt(M_MMAP_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_MMAP_THRESHOLD_'])) == 1
+          and libc.mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_TRIM_THRESHOLD_'])) == 1)
+    if ok: _MALLOC['mode'] = 'keep freed memory'
+    return ok
+
+def malloc_mode() -> str:
+    "The allocator setting of this process: 'keep freed memory' or 'allocator defaults'."
+    return _MALLOC['mode']
 
 # %% ../nbs/08_bench_layer.ipynb
 RESULT_COLUMNS = ('run_id', 'time', 'bench', 'impl', 'device', 'threads', 'dtype', 'batch', 'nIn', 'nOut', 'depth',
@@ -219,7 +240,8 @@ def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mo
         fns = {n: _step_fn(m, x, mode) for n, m in mods.items()}
         with torch.set_grad_enabled(mode != 'forward'):
             stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
-        rows += result_rows(stats, B, **{**dict(run_id=run_id, bench='layer', nIn=nIn, mode=mode, **env), **(info or {})})
+        rows += result_rows(stats, B, **{**dict(run_id=run_id, bench='layer', nIn=nIn, mode=mode, extra=dict(malloc=malloc_mode()), **env),
+                                          **(info or {})})
     if db is not None: record_results(rows, db)
     return rows
 
@@ -247,7 +269,7 @@ def format_table(rows:list[dict]) -> str:
     by = {(r['impl'], r['batch']): r for r in rows}
     r0 = rows[0]
     head = (f"{r0['bench']} | {r0['mode']} | {r0['nIn']}->{r0['nOut']} depth {r0['depth']} | {r0['dtype']} | {r0['device']} | "
-            f"threads {r0['threads']} | torch {r0['torch']}\nmedian per call, tokens/s, speedup vs {r0['baseline']} (IQR/median)")
+            f"threads {r0['threads']} | torch {r0['torch']}{' | ' + r0['extra']['malloc'] if 'malloc' in (r0.get('extra') or {}) else ''}\nmedian per call, tokens/s, speedup vs {r0['baseline']} (IQR/median)")
     w = max(len(i) for i in impls) + 2
     lines = [head, 'impl'.ljust(w) + ''.join(f"B={b}".rjust(34) for b in batches)]
     for i in impls:
@@ -357,8 +379,6 @@ def page_faults(fn:Callable, calls:int=20, warmup:int=3) -> tuple[float, float]:
     for _ in range(calls): fn()
     return (time.perf_counter() - t0) / calls, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / calls
 
-KEEP_FREED_MEMORY = {'MALLOC_MMAP_THRESHOLD_': str(2**30), 'MALLOC_TRIM_THRESHOLD_': str(2**31)}  # glibc: reuse, don't unmap
-
 # %% ../nbs/08_bench_layer.ipynb
 @call_parse
 def main(suite:str='ufb',         # 'ufb' (tree vs BERT's dense FF) or 'linear' (FFF vs nn.Linear)
@@ -373,9 +393,11 @@ def main(suite:str='ufb',         # 'ufb' (tree vs BERT's dense FF) or 'linear' 
          compile:bool=False,      # also time torch.compile variants ('ufb'; compiling takes a while)
          min_time:float=0.3,      # seconds of samples per implementation and batch
          db:str='',               # SQLite file to append results to
+         glibc_defaults:bool=False, # keep glibc's allocator thresholds (by default freed memory is kept for reuse: see 08)
          ):
     "Benchmark FFF side by side with dense layers and print a table of medians, tokens/s and speedups."
     if suite not in ('ufb', 'linear'): raise ValueError(f"`suite` must be 'ufb' or 'linear', got {suite!r}")
+    if not glibc_defaults: keep_freed_memory()
     bs, be = tuple(int(b) for b in batch.split(',')), [b for b in backends.split(',') if b] or None
     for th in [int(t) for t in threads.split(',')]:
         if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None)
