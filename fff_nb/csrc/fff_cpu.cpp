@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/utils/pybind.h>
 #include <algorithm>
+#include <cstring>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
