@@ -33,8 +33,8 @@ def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
 
 # %% ../nbs/08_bench_layer.ipynb
 def interleaved_times(fns:dict[str, Callable], min_samples:int=15, min_time:float=0.5, target_s:float=0.005,
-                      warmup:int=3, warm:bool=True) -> dict[str, list[float]]:
-    "Per-call seconds of each of `fns`, sampled round-robin after warm-up and calibration; `warm`: each sample starts with an untimed call."
+                      warmup:int=3, warm:float=0.005) -> dict[str, list[float]]:
+    "Per-call seconds of each of `fns`, sampled round-robin after warm-up and calibration; each sample starts with `warm` seconds of untimed calls (at least one; 0: none)."
     for f in fns.values():
         for _ in range(warmup): f()
     ks = {n: calibrate(f, target_s) for n, f in fns.items()}
@@ -42,7 +42,11 @@ def interleaved_times(fns:dict[str, Callable], min_samples:int=15, min_time:floa
     spent = {n: 0. for n in fns}
     while min(len(t) for t in times.values()) < min_samples or min(spent.values()) < min_time:
         for n, f in fns.items():
-            if warm: f()  # the previous contender has evicted this one's data from the caches
+            if warm:  # the previous contender has left the caches (and the core) in its own state
+                t0 = time.perf_counter()
+                while True:
+                    f()
+                    if time.perf_counter() - t0 >= warm: break
             k = ks[n]; t0 = time.perf_counter()
             for _ in range(k): f()
             dt = time.perf_counter() - t0
