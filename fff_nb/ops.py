@@ -76,11 +76,11 @@ def register_tree_autograd(op, backward:Callable):
         return dx, dX, dY, (db if b is not None else None), None, None
     torch.library.register_autograd(op, bwd, setup_context=setup_context)
 
-_FWD = _KERNEL = None  # the op, and the CPU kernel without the dispatcher, once the library is loaded
+_FWD = _DIRECT = None  # the op, and the CPU kernel without the dispatcher, once the library is loaded
 
 def _register_python_parts():
-    global _FWD, _KERNEL
-    _FWD, _KERNEL = torch.ops.fff_nb.tree_forward.default, _STATE['lib'].tree_forward_cpu
+    global _FWD, _DIRECT
+    _FWD, _DIRECT = torch.ops.fff_nb.tree_forward.default, _STATE['lib'].tree_forward_direct
     torch.library.register_fake('fff_nb::tree_forward')(_fake_forward)
     torch.library.register_fake('fff_nb::tree_backward')(_fake_backward)
     register_tree_autograd('fff_nb::tree_forward', torch.ops.fff_nb.tree_backward.default)
@@ -89,12 +89,11 @@ def _register_python_parts():
 # %% ../nbs/02_ops.ipynb
 _PLAIN = (Tensor, nn.Parameter)
 
-def _direct_ok(x, X, Y, b) -> bool:
-    "Whether the call may go straight to the CPU kernel: no gradient needed, no Python mode, plain CPU tensors."
-    if torch.is_grad_enabled() and (x.requires_grad or X.requires_grad or Y.requires_grad or (b is not None and b.requires_grad)): return False
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or torch._C._are_functorch_transforms_active(): return False
-    if type(x) not in _PLAIN or type(X) not in _PLAIN or type(Y) not in _PLAIN or (b is not None and type(b) not in _PLAIN): return False
-    return x.is_cpu
+def _plain(x, X, Y, b) -> bool:
+    "Whether the tensors are plain `Tensor`s or `Parameter`s (a subclass may override `__torch_function__`) and no `torch.compile` is tracing."
+    return (type(x) in _PLAIN and type(X) in _PLAIN and type(Y) in _PLAIN and (b is None or type(b) in _PLAIN)
+            and not torch.compiler.is_compiling())
+
 
 # %% ../nbs/02_ops.ipynb
 def _check_args(x:Tensor, X:Tensor, n_trees, act) -> int:
@@ -113,7 +112,9 @@ def tree_forward(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1
     if type(n_trees) is not int: n_trees = check_positive_int('n_trees', n_trees)
     try:
         a = ACTS[act]
-        if _direct_ok(x, X, Y, b): return _KERNEL(x, X, Y, b, n_trees, a)
+        if _plain(x, X, Y, b):
+            y = _DIRECT(x, X, Y, b, n_trees, a)  # None when a gradient, a dispatch mode or a functorch transform needs the dispatcher
+            if y is not None: return y
         return _FWD(x, X, Y, b, n_trees, a)
     except Exception:
         _check_args(x, X, n_trees, act)
