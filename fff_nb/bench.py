@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from fastcore.script import call_parse, Param
 from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk
+from .ultrafastbert import UltraFFF
 
 # %% auto 0
 __all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
@@ -133,21 +134,19 @@ def fff_backends(device='cpu') -> list[str]:
     return out
 
 # %% ../nbs/08_bench_layer.ipynb
-class TreeFF(nn.Module):
-    "UltraFastBERT-style FF: `n_trees` trees of `levels` levels, node bias, GELU coefficient, run by `backend`."
+class TreeFF(UltraFFF):
+    "The benchmark's UltraFastBERT FF: the library's `UltraFFF`, `n_trees` trees of `levels` levels (bias, `act`), in eval mode, run by `backend`."
     def __init__(self, width:int, levels:int, n_trees:int=1, backend:str='torch', act:str='gelu', dtype=None):
-        super().__init__()
-        n = n_trees * (2**levels - 1)
-        self.n_trees, self.act, self.backend = n_trees, act, backend
-        # in 2 MiB pages on CPU, as UltraFFF's and FFF's parameters (00_core: `huge_empty`)
-        self.X = nn.Parameter(huge_empty(n, width, dtype=dtype).copy_(torch.randn(n, width, dtype=dtype) / width**0.5))
-        self.Y = nn.Parameter(huge_empty(n, width, dtype=dtype).copy_(torch.randn(n, width, dtype=dtype) / levels**0.5))
-        self.b = nn.Parameter(torch.zeros(n, dtype=dtype))
-        self.fn = resolve_backend(backend, torch.device('cpu'))[1]
+        super().__init__(width, width, levels - 1, n_trees, act, backend=backend, impl='tree', dtype=dtype)
+        self.eval()
 
-    def forward(self, x):
-        p = self._parameters  # as FFF.forward: nn.Module.__getattr__ costs ~0.4 us per parameter
-        return self.fn(x, p['X'], p['Y'], p['b'], self.n_trees, self.act)
+    @torch.no_grad()
+    def reset_parameters(self):
+        "Routers N(0, 1/width), outputs N(0, 1/levels), zero bias: balanced routing and unit-scale outputs at any width."
+        self.X.copy_(torch.randn(self.X.shape, dtype=self.X.dtype) / self.in_features**0.5)
+        self.Y.copy_(torch.randn(self.Y.shape, dtype=self.Y.dtype) / (self.depth + 1)**0.5)
+        self.b.zero_()
+
 
 # %% ../nbs/08_bench_layer.ipynb
 def dense_ff(width:int, hidden:int, dtype=None) -> nn.Module:

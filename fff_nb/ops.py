@@ -120,6 +120,8 @@ def tree_forward(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1
         _check_args(x, X, n_trees, act)
         raise
 
+tree_forward.checks_input = True  # a bad `x` raises `check_input`'s errors (00_core: `Backend`)
+
 def tree_backward(grad_y:Tensor, x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity'):
     "Gradients `(dx, dX, dY, db)` of `tree_forward` for output gradient `grad_y` (`db` is None when `b` is)."
     a = _check_args(x, X, n_trees, act)
