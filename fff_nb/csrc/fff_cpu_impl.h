@@ -171,10 +171,11 @@ void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratc
 }
 
 // out[t] = sum_i c[t][i] * W[rows[t][i]] for the NT tokens of a tile (W: n-wide rows of storage type S); `stream`:
-// write out with non-temporal stores (out rows aligned).
+// write out with non-temporal stores (out rows aligned). `by_token`: one token's rows at a time instead of the whole
+// tile's per column block, for rows that come from DRAM (see `forward`).
 template <typename S, typename A, int NT>
 FFF_INLINE void combine_rows(const S* W, int64_t n, A* const* out, const int64_t* const* rows, const A* const* c,
-                             int64_t KL, Scratch<A>& s, bool stream = false) {
+                             int64_t KL, Scratch<A>& s, bool stream = false, bool by_token = false) {
   const A** P = grow(s.P, NT * KL);
   if constexpr (std::is_same_v<S, A>) {
     const A* const* rp[NT];
@@ -182,7 +183,12 @@ FFF_INLINE void combine_rows(const S* W, int64_t n, A* const* out, const int64_t
       for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
       rp[t] = P + t * KL;
     }
-    if (stream) combine<A, NT, true>(out, rp, c, KL, n);
+    if (by_token)
+      for (int t = 0; t < NT; ++t) {
+        if (stream) combine<A, 1, true>(out + t, rp + t, c + t, KL, n);
+        else combine<A, 1>(out + t, rp + t, c + t, KL, n);
+      }
+    else if (stream) combine<A, NT, true>(out, rp, c, KL, n);
     else combine<A, NT>(out, rp, c, KL, n);
   } else {
     A* buf = grow(s.buf2, KL * n);
@@ -205,6 +211,11 @@ void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
     // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
     // evict the tree's rows (+7-9% at B >= 512)
     const bool stream = M * T.nOut * (int64_t)sizeof(A) >= (int64_t(1) << 20) && (T.nOut * sizeof(A)) % FFF_VBYTES == 0;
+    // Rows that come from DRAM (wide ones, or far more row bytes per call than L3 holds) are accumulated one token
+    // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
+    // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
+    // 16384, B=64; no change where the rows are in cache, which the column-block order suits: -3% at B=16).
+    const bool by_token = T.nOut * (int64_t)sizeof(A) >= (int64_t(32) << 10) || M * KL * T.nOut * (int64_t)sizeof(A) >= (int64_t(64) << 20);
     A* cb = grow(s.buf, kTile * KL);  // a tile's coefficients act(z), side by side for the vectorised act
     auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
@@ -220,7 +231,7 @@ void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
           for (int t = 0; t < nt; ++t) std::copy(c[t], c[t] + KL, cb + t * KL), c[t] = cb + t * KL;
           act_fwd_n<A>(T.act, cb, nt * KL);
         }
-        combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream);
+        combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream, by_token);
       });
     };
     if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
