@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (check_input, check_positive_int, resolve_backend, load_backend, walk, tree_depth, tree_torch,
+from .core import (check_input, check_positive_int, resolve_backend, backend_for, load_backend, walk, tree_depth, tree_torch,
                          memory_limit, _fmt_bytes, huge_empty, COEFFICIENTS, BACKEND_NAMES, MAX_DEPTH)
 
 # %% auto 0
@@ -135,10 +135,10 @@ def _ultra_forward(self:UltraFFF, x:Tensor) -> Tensor:
     p = self._parameters  # as FFF.forward: nn.Module.__getattr__ costs ~0.4 us per parameter (parametrizations fall back to it)
     X, Y, b = p.get('X'), p.get('Y'), p.get('b')
     if X is None or Y is None or b is None: X, Y, b = self.X, self.Y, self.b
-    masked = self.impl == 'masked' or (self.impl == 'auto' and self.training and torch.is_grad_enabled())
-    fn = None if masked or self.act is None else resolve_backend(self.backend, X.device)[1]  # the kernel path
+    masked = self.impl != 'tree' and (self.impl == 'masked' or (self.training and torch.is_grad_enabled()))
+    fn, checks = (None, False) if masked or self.act is None else backend_for(self.backend, X)  # the kernel path
     flat = type(x) is Tensor and x.dim() == 2
-    if not (flat and getattr(fn, 'checks_input', False)): check_input(x, X)  # (see `Backend` in 00_core)
+    if not (flat and checks): check_input(x, X)  # (see `Backend` in 00_core)
     x2 = x if flat else x.reshape(-1, self.in_features)
     if fn is not None: y = fn(x2, X, Y, b, self.parallel_size, self.act)
     else: y = self.masked_forward(x2) if masked else self.tree_forward(x2)
