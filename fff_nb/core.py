@@ -15,8 +15,8 @@ from torch import nn, Tensor
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS',
            'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input',
            'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend',
-           'register_backend', 'load_backend', 'resolve_backend', 'backend_for', 'init_tree_', 'huge_empty', 'FFF',
-           'fff_grads', 'peak_memory']
+           'register_backend', 'load_backend', 'resolve_backend', 'backend_for', 'batch_input', 'init_tree_',
+           'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -222,6 +222,12 @@ def backend_for(name:str, t:Tensor) -> tuple[Callable, bool]:
     fn = resolve_backend(name, t.device)[1]
     return fn, getattr(fn, 'checks_input', False)
 
+def batch_input(x, X:Tensor, checks:bool=False) -> tuple[Tensor, bool]:
+    "`(x2, flat)`: input `x` (..., nIn) as the 2-D batch (B, nIn) a backend takes, checked with `check_input` unless `x` is 2-D and the backend `checks` it itself; `flat`: `x` was 2-D already."
+    flat = type(x) is Tensor and x.dim() == 2  # the common case skips two reshapes (~1 us of a ~3 us call at batch 1)
+    if not (flat and checks): check_input(x, X)
+    return (x if flat else x.reshape(-1, X.shape[-1])), flat
+
 # %% ../nbs/00_core.ipynb
 INITS = ('hypersphere', 'uniform')
 
@@ -292,9 +298,7 @@ def _fff_forward(self:FFF, x:Tensor) -> Tensor:
     X, Y = p.get('X'), p.get('Y')
     if X is None or Y is None: X, Y = self.X, self.Y
     fn, checks = backend_for(self.backend, X)  # (an `x` on another device fails the checks)
-    flat = type(x) is Tensor and x.dim() == 2  # the common case skips two reshapes (~1 us of a ~3 us call at batch 1)
-    if not (flat and checks): check_input(x, X)  # ~0.5 us that a checking kernel saves
-    x2 = x if flat else x.reshape(-1, self.in_features)
+    x2, flat = batch_input(x, X, checks)  # check_input is ~0.5 us that a checking kernel saves
     y = fn(x2, X, Y)
     if self.track_usage: self.record_usage(x2)
     return y if flat else y.reshape(*x.shape[:-1], self.out_features)

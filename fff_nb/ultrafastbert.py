@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (check_input, check_positive_int, resolve_backend, backend_for, load_backend, walk, tree_depth, tree_torch,
+from .core import (check_input, check_positive_int, backend_for, batch_input, load_backend, walk, tree_depth, tree_torch,
                          memory_limit, _fmt_bytes, huge_empty, COEFFICIENTS, BACKEND_NAMES, MAX_DEPTH)
 
 # %% auto 0
@@ -126,8 +126,7 @@ def _ultra_masked(self:UltraFFF, x:Tensor) -> Tensor:
 
 def _ultra_tree(self:UltraFFF, x:Tensor) -> Tensor:
     "The tree walk on 2-D `x` (B, in), through the backend registry (or PyTorch for activations without a kernel)."
-    if self.act is not None:
-        return resolve_backend(self.backend, x.device)[1](x, self.X, self.Y, self.b, self.parallel_size, self.act)
+    if self.act is not None: return backend_for(self.backend, x)[0](x, self.X, self.Y, self.b, self.parallel_size, self.act)
     rows, lams = walk(x, self.X, self.b, self.parallel_size)
     return F.embedding_bag(rows.flatten(1), self.Y, per_sample_weights=self.activation(lams).flatten(1), mode='sum')
 
@@ -137,10 +136,8 @@ def _ultra_forward(self:UltraFFF, x:Tensor) -> Tensor:
     if X is None or Y is None or b is None: X, Y, b = self.X, self.Y, self.b
     masked = self.impl != 'tree' and (self.impl == 'masked' or (self.training and torch.is_grad_enabled()))
     fn, checks = (None, False) if masked or self.act is None else backend_for(self.backend, X)  # the kernel path
-    flat = type(x) is Tensor and x.dim() == 2
-    if not (flat and checks): check_input(x, X)  # (see `Backend` in 00_core)
-    x2 = x if flat else x.reshape(-1, self.in_features)
-    if fn is not None: y = fn(x2, X, Y, b, self.parallel_size, self.act)
+    x2, flat = batch_input(x, X, checks)
+    if fn is not None: y = fn(x2, X, Y, b, self.parallel_size, self.act)  # `tree_forward` without its 1 us of attribute lookups
     else: y = self.masked_forward(x2) if masked else self.tree_forward(x2)
     return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 

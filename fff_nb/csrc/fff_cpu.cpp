@@ -251,9 +251,7 @@ static bool direct_ok(const at::Tensor& x, const at::Tensor& X, const at::Tensor
 // Multiply-adds of a forward, B * n_trees * levels * (nIn + nOut); 0 for malformed arguments (the kernel raises).
 static int64_t forward_work(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, int64_t n_trees) {
   if (x.dim() != 2 || X.dim() != 2 || Y.dim() != 2 || n_trees < 1) return 0;
-  int64_t levels = 0;
-  while ((int64_t(1) << levels) <= X.size(0) / n_trees && levels < 62) ++levels;
-  return x.size(0) * n_trees * levels * (X.size(1) + Y.size(1));
+  return x.size(0) * n_trees * std::max(0, fff::tree_levels(X.size(0) / n_trees)) * (X.size(1) + Y.size(1));
 }
 
 // The eager inference entry point: the CPU kernel without the dispatcher, or None when `direct_ok` says the call
