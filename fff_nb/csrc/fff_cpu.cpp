@@ -128,15 +128,13 @@ static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at:
                      X.size(1), Y.size(1), X.size(0) / K, K, L, act};
 }
 
-// Calls fn<S, A> of the selected instruction set. fp16/bf16 storage only has the baseline build: converting their rows
-// to fp32 dominates there, and three more instantiations would double the build time.
+// Calls fn<S, A> of the selected instruction set (every storage type: fp16/bf16 rows are converted in registers).
 #ifdef FFF_X86
-#define FFF_ISA_CALL(fn, ...)                                            \
-  if constexpr (!std::is_same_v<S, A>) baseline::fn<S, A>(__VA_ARGS__);  \
-  else switch (g_isa) {                                                  \
-    case kAvx512: avx512::fn<S, A>(__VA_ARGS__); break;                  \
-    case kAvx2: avx2::fn<S, A>(__VA_ARGS__); break;                      \
-    default: baseline::fn<S, A>(__VA_ARGS__);                            \
+#define FFF_ISA_CALL(fn, ...)                           \
+  switch (g_isa) {                                      \
+    case kAvx512: avx512::fn<S, A>(__VA_ARGS__); break; \
+    case kAvx2: avx2::fn<S, A>(__VA_ARGS__); break;     \
+    default: baseline::fn<S, A>(__VA_ARGS__);           \
   }
 #else
 #define FFF_ISA_CALL(fn, ...) baseline::fn<S, A>(__VA_ARGS__);
@@ -145,19 +143,17 @@ static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at:
 at::Tensor tree_forward_cpu(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
                             int64_t n_trees, int64_t act) {
   const int L = check_tree(x, X, Y, b, n_trees, act);
-  const auto acc = at::toOpMathType(x.scalar_type());
   // borrowed, not copied, when already contiguous (each copy of a tensor handle is two atomic refcount updates)
-  const auto Xc = X.expect_contiguous(), Yc = Y.expect_contiguous();
+  const auto xc = x.expect_contiguous(), Xc = X.expect_contiguous(), Yc = Y.expect_contiguous();
   const auto bc = b ? b->expect_contiguous() : c10::MaybeOwned<at::Tensor>::owned(std::in_place);
-  const auto xa = acc == x.scalar_type() ? x.expect_contiguous() : c10::MaybeOwned<at::Tensor>::owned(contig(x, acc));
-  at::Tensor y = at::detail::empty_cpu({x.size(0), Y.size(1)}, acc, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  at::Tensor y = at::detail::empty_cpu({x.size(0), Y.size(1)}, x.scalar_type(), std::nullopt, std::nullopt, std::nullopt, std::nullopt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tree_forward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
     const auto T = tree_args<S>(*Xc, *Yc, *bc, n_trees, L, act);
-    FFF_ISA_CALL(forward, T, xa->data_ptr<A>(), y.data_ptr<A>(), x.size(0));
+    FFF_ISA_CALL(forward, T, xc->data_ptr<S>(), y.data_ptr<S>(), x.size(0));
   });
-  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+  return y;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(

@@ -1,19 +1,12 @@
 // fff_cpu_impl.h: forward and backward drivers of the CPU tree op: token tiles, sorting tokens by node so that a tile's
 // tokens share the rows of the top of the tree, threads, deterministic gradient reductions.
 // Included by fff_cpu.cpp once per instruction set, after simd.h, inside that instruction set's namespace.
-// S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). Token
-// rows (x, y, grad_y, dx) and gradient buffers are already A here; tree rows are converted on the fly when S != A.
+// S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). The
+// forward's token rows x and y are S too; the backward's (x, grad_y, dx) and gradient buffers are A. Rows stored as S
+// != A are converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as).
 // No include guard on purpose.
 
 constexpr int kTile = 8;  // tokens walked together: 8 interleaved dot products hide the latency of each row's loads
-
-template <typename S, typename A> FFF_INLINE const A* as_acc(const S* p, A* buf, int64_t n) {
-  if constexpr (std::is_same_v<S, A>) return p;
-  else {
-    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<A>(p[i]);
-    return buf;
-  }
-}
 
 // Calls f(std::integral_constant<int, nt>{}, i) on tiles [i, i+nt) covering [0, n): nt = NT, then NT/2, ..., 1.
 template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
@@ -24,13 +17,14 @@ template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
 }
 
 // Per-thread scratch, grown on demand and kept between calls (no allocation on the hot path).
-template <typename A> struct Scratch {
+template <typename S, typename A> struct Scratch {
   std::vector<int64_t> R, node, perm, tmp, cnt, pos;
-  std::vector<A> Z, buf, buf2, walkbuf;  // walkbuf: the router's converted tree rows (S != A)
-  std::vector<const A*> P;
+  std::vector<A> Z, buf, buf2;
+  std::vector<const A*> P;   // token rows
+  std::vector<const S*> PS;  // tree rows
 };
-template <typename A> Scratch<A>& scratch() {
-  static thread_local Scratch<A> s;
+template <typename S, typename A> Scratch<S, A>& scratch() {
+  static thread_local Scratch<S, A> s;
   return s;
 }
 template <typename Vt> FFF_INLINE auto* grow(Vt& v, int64_t n) {
@@ -54,15 +48,15 @@ inline int64_t token_grain(int64_t work_per_token) {
   return std::max<int64_t>(4, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_token));
 }
 
-// Walk levels [l0, l1) of tree k for NT tokens (rows xs) from node[t]; visited rows and pre-activations z go to
-// rows[t][k*L + l] and z[t][k*L + l].
-template <typename S, typename A, int NT>
-FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const A* const* xs, int64_t* node,
-                     int64_t* const* rows, A* const* z, A* buf) {
+// Walk levels [l0, l1) of tree k for NT tokens (rows xs, stored as XT) from node[t]; visited rows and pre-activations
+// z go to rows[t][k*L + l] and z[t][k*L + l].
+template <typename S, typename A, int NT, typename XT>
+FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const XT* const* xs, int64_t* node,
+                     int64_t* const* rows, A* const* z) {
   for (int l = l0; l < l1; ++l) {
-    const A* rp[NT];
+    const S* rp[NT];
     A lam[NT];
-    for (int t = 0; t < NT; ++t) rp[t] = as_acc<S, A>(T.X + (k * T.N + node[t]) * T.nIn, buf + t * T.nIn, T.nIn);
+    for (int t = 0; t < NT; ++t) rp[t] = T.X + (k * T.N + node[t]) * T.nIn;
     dots<A, NT>(xs, rp, T.nIn, lam);
     for (int t = 0; t < NT; ++t) {
       const int64_t r = k * T.N + node[t];
@@ -88,22 +82,20 @@ FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const A* c
 // `done(tok, n)` is called on each finished part (its tokens tok[0, n), in their final order) of the last tree.
 constexpr int64_t kBlockBytes = int64_t(256) << 10;
 
-template <typename S, typename A, int TILE> struct Router {
+template <typename S, typename A, int TILE, typename XT> struct Router {  // XT: the storage of x's rows
   const TreeArgs<S>& T;
-  const A* x;
+  const XT* x;
   int64_t *R, *node, *tmp, *perm;
   A* Z;
-  Scratch<A>& s;
-  A* buf;
+  Scratch<S, A>& s;
   int64_t k = 0, KL;
   int bounds[64], nb = 0;  // stage boundaries: 0, 3, 6, ... (< Ts), Ts, L
 
-  Router(const TreeArgs<S>& T_, const A* x_, int64_t M, int64_t* R_, A* Z_, Scratch<A>& s_)
+  Router(const TreeArgs<S>& T_, const XT* x_, int64_t M, int64_t* R_, A* Z_, Scratch<S, A>& s_)
       : T(T_), x(x_), R(R_), Z(Z_), s(s_), KL(T_.K * T_.L) {
     int Ts = 0;
     while (Ts + 1 < T.L && (M >> (Ts + 1)) >= TILE) ++Ts;
     node = grow(s.node, M), perm = grow(s.perm, M), tmp = grow(s.tmp, M);
-    buf = std::is_same_v<S, A> ? nullptr : grow(s.walkbuf, TILE * T.nIn);
     bounds[nb++] = 0;
     for (int l = 3; l < Ts; l += 3) bounds[nb++] = l;
     if (Ts > 0) bounds[nb++] = Ts;
@@ -114,7 +106,7 @@ template <typename S, typename A, int TILE> struct Router {
   void walk_stage(int l0, int l1, const int64_t* tok, int64_t n) {
     for_tiles<TILE>(n, [&](auto ntc, int64_t i) {
       constexpr int nt = decltype(ntc)::value;
-      const A* xs[nt];
+      const XT* xs[nt];
       int64_t nd[nt], *rr[nt];
       A* zz[nt];
       for (int t = 0; t < nt; ++t) {
@@ -123,9 +115,9 @@ template <typename S, typename A, int TILE> struct Router {
         // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
         // the hardware prefetcher follows); non-temporal (0 to +15% when each stage walked the whole batch)
         const char* p = reinterpret_cast<const char*>(xs[t]);
-        for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(A); j += 64) __builtin_prefetch(p + j, 0, 0);
+        for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(XT); j += 64) __builtin_prefetch(p + j, 0, 0);
       }
-      walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz, buf);
+      walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz);
       for (int t = 0; t < nt; ++t) node[tok[i + t]] = nd[t];
     });
   }
@@ -143,7 +135,7 @@ template <typename S, typename A, int TILE> struct Router {
   // Finish tokens tok[0, n), all at node p of level bounds[si].
   template <typename F> void run(int si, int64_t p, int64_t* tok, int64_t n, F&& done) {
     const int la = bounds[si];
-    if (si + 2 >= nb || n * T.nIn * (int64_t)sizeof(A) <= kBlockBytes) {  // breadth first
+    if (si + 2 >= nb || n * T.nIn * (int64_t)sizeof(XT) <= kBlockBytes) {  // breadth first
       for (int st = si; st + 1 < nb; ++st) {
         if (st > si) sort_by_node(la, p, bounds[st], tok, n, grow(s.cnt, (int64_t(1) << (bounds[st] - la)) + 1));
         walk_stage(bounds[st], bounds[st + 1], tok, n);
@@ -160,9 +152,9 @@ template <typename S, typename A, int TILE> struct Router {
   }
 };
 
-template <typename S, typename A, int TILE = kTile, typename F>
-void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratch<A>& s, F&& done) {
-  Router<S, A, TILE> r(T, x, M, R, Z, s);
+template <typename S, typename A, int TILE = kTile, typename XT, typename F>
+void route(const TreeArgs<S>& T, const XT* x, int64_t M, int64_t* R, A* Z, Scratch<S, A>& s, F&& done) {
+  Router<S, A, TILE, XT> r(T, x, M, R, Z, s);
   for (r.k = 0; r.k < T.K; ++r.k) {
     for (int64_t i = 0; i < M; ++i) r.node[i] = 0, r.perm[i] = i;
     if (r.k + 1 < T.K) r.run(0, 0, r.perm, M, [](const int64_t*, int64_t) {});
@@ -173,44 +165,35 @@ void route(const TreeArgs<S>& T, const A* x, int64_t M, int64_t* R, A* Z, Scratc
 // out[t] = sum_i c[t][i] * W[rows[t][i]] for the NT tokens of a tile (W: n-wide rows of storage type S); `stream`:
 // write out with non-temporal stores (out rows aligned). `by_token`: one token's rows at a time instead of the whole
 // tile's per column block, for rows that come from DRAM (see `forward`).
-template <typename S, typename A, int NT>
-FFF_INLINE void combine_rows(const S* W, int64_t n, A* const* out, const int64_t* const* rows, const A* const* c,
-                             int64_t KL, Scratch<A>& s, bool stream = false, bool by_token = false) {
-  const A** P = grow(s.P, NT * KL);
-  if constexpr (std::is_same_v<S, A>) {
-    const A* const* rp[NT];
-    for (int t = 0; t < NT; ++t) {
-      for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
-      rp[t] = P + t * KL;
-    }
-    if (by_token)
-      for (int t = 0; t < NT; ++t) {
-        if (stream) combine<A, 1, true>(out + t, rp + t, c + t, KL, n);
-        else combine<A, 1>(out + t, rp + t, c + t, KL, n);
-      }
-    else if (stream) combine<A, NT, true>(out, rp, c, KL, n);
-    else combine<A, NT>(out, rp, c, KL, n);
-  } else {
-    A* buf = grow(s.buf2, KL * n);
-    for (int t = 0; t < NT; ++t) {
-      for (int64_t i = 0; i < KL; ++i) P[i] = as_acc<S, A>(W + rows[t][i] * n, buf + i * n, n);
-      const A* const* rp = P;
-      combine<A, 1>(out + t, &rp, c + t, KL, n);
-    }
+template <typename S, typename A, int NT, typename O>
+FFF_INLINE void combine_rows(const S* W, int64_t n, O* const* out, const int64_t* const* rows, const A* const* c,
+                             int64_t KL, Scratch<S, A>& s, bool stream = false, bool by_token = false) {
+  const S** P = grow(s.PS, NT * KL);
+  const S* const* rp[NT];
+  for (int t = 0; t < NT; ++t) {
+    for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
+    rp[t] = P + t * KL;
   }
+  if (by_token)
+    for (int t = 0; t < NT; ++t) {
+      if (stream) combine<A, 1, true>(out + t, rp + t, c + t, KL, n);
+      else combine<A, 1>(out + t, rp + t, c + t, KL, n);
+    }
+  else if (stream) combine<A, NT, true>(out, rp, c, KL, n);
+  else combine<A, NT>(out, rp, c, KL, n);
 }
 
 template <typename S, typename A>
-void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
+void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
   const int64_t KL = T.K * T.L;
   at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
-    Scratch<A>& s = scratch<A>();
+    Scratch<S, A>& s = scratch<S, A>();
     const int64_t M = b1 - b0;
     int64_t* R = grow(s.R, M * KL);
     A* Z = grow(s.Z, M * KL);
     // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
     // evict the tree's rows (+7-9% at B >= 512)
-    const bool stream = M * T.nOut * (int64_t)sizeof(A) >= (int64_t(1) << 20) && (T.nOut * sizeof(A)) % FFF_VBYTES == 0;
+    const bool stream = M * T.nOut * (int64_t)sizeof(S) >= (int64_t(1) << 20) && (T.nOut * sizeof(S)) % FFF_VBYTES == 0;
     // Rows that come from DRAM (wide ones, or far more row bytes per call than L3 holds) are accumulated one token
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
@@ -220,7 +203,7 @@ void forward(const TreeArgs<S>& T, const A* x, A* y, int64_t B) {
     auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
         constexpr int nt = decltype(ntc)::value;
-        A* out[nt];
+        S* out[nt];
         const int64_t* rows[nt];
         const A* c[nt];
         for (int t = 0; t < nt; ++t) {
@@ -253,11 +236,10 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
   // phase 1, per token: recompute the walk; per visited row: gc = <g, Y[row]>, GZ = gc * act'(z) (= dL/dz),
   // C = act(z); dx = sum GZ X[row]
   at::parallel_for(0, B, token_grain(2 * KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
-    Scratch<A>& s = scratch<A>();
+    Scratch<S, A>& s = scratch<S, A>();
     const int64_t M = b1 - b0;
     int64_t* Rb = R.data() + b0 * KL;
     A *Zb = GZ.data() + b0 * KL, *Cb = C.data() + b0 * KL;
-    A* buf = std::is_same_v<S, A> ? nullptr : grow(s.buf, kTile * T.nOut);
     auto finish = [&](const int64_t* tk, int64_t n) {
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
         constexpr int nt = decltype(ntc)::value;
@@ -271,9 +253,9 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
           out[t] = dx + (b0 + tok[t]) * T.nIn;
         }
         for (int64_t j = 0; j < KL; ++j) {
-          const A* rp[nt];
+          const S* rp[nt];
           A gc[nt];
-          for (int t = 0; t < nt; ++t) rp[t] = as_acc<S, A>(T.Y + rows[t][j] * T.nOut, buf + t * T.nOut, T.nOut);
+          for (int t = 0; t < nt; ++t) rp[t] = T.Y + rows[t][j] * T.nOut;
           dots<A, nt>(gs, rp, T.nOut, gc);
           for (int t = 0; t < nt; ++t) {
             const int64_t e = tok[t] * KL + j;
@@ -302,7 +284,7 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
   // phase 3b, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
   // dX[r] = sum GZ x, dY[r] = sum C g, db[r] = sum GZ over the row's tokens in token order
   at::parallel_for(0, n_items, std::max<int64_t>(16, token_grain(T.nIn + T.nOut)), [&](int64_t i0, int64_t i1) {
-    Scratch<A>& s = scratch<A>();
+    Scratch<S, A>& s = scratch<S, A>();
     A* coef = grow(s.buf2, B);
     const A** rp = grow(s.P, B);
     const int64_t r0 = std::lower_bound(off.begin(), off.end() - 1, i0) - off.begin();

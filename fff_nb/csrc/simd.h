@@ -1,7 +1,8 @@
 // simd.h: the inner loops every FFF kernel is made of, written once with GCC/Clang vector extensions.
 // fff_cpu.cpp includes this file once per instruction set, inside its own namespace, after setting FFF_VBYTES (the
 // vector width in bytes) and a matching `#pragma GCC target`; the compiler then emits AVX-512, AVX2 or baseline
-// (SSE2 / NEON / scalar) code from the same source. A is float or double. No include guard on purpose.
+// (SSE2 / NEON / scalar) code from the same source. A (the arithmetic) is float or double; S (the storage of the tree
+// rows) is A, or fp16 / bf16 with A = float. No include guard on purpose.
 // Also the float GELU of the forward's coefficients (vexp, verf, act_fwd_n): 12 scalar erff calls per token were
 // 7-9% of a forward at UltraFastBERT's shape.
 
@@ -13,6 +14,75 @@ template <typename A> using V = typename Vec<A>::type;
 
 template <typename A> FFF_INLINE V<A> vload(const A* p) { return *reinterpret_cast<const V<A>*>(p); }
 template <typename A> FFF_INLINE void vstore(A* p, V<A> v) { *reinterpret_cast<V<A>*>(p) = v; }
+
+// fp16 and bf16 rows (tree rows, and the token rows of a forward) are converted to and from float in registers as
+// they are loaded and stored: they are read and written at half the bytes of float rows and never copied (converting
+// each tree row into a float buffer first, scalar, and the token rows with torch before and after, made bf16 4-7x
+// slower than float). Both directions round as torch's own conversions do (float -> bf16/fp16: to nearest even).
+// H: a vector of W 16-bit values, the storage of one V<float>.
+typedef uint16_t H __attribute__((vector_size(FFF_VBYTES / 2), aligned(2), may_alias));
+typedef uint32_t U32 __attribute__((vector_size(FFF_VBYTES), aligned(4), may_alias));
+
+// bf16 pairs: a full vector of 2W bf16 values, read as W 32-bit lanes, holds an even-indexed value in the low half of
+// each lane and the next (odd-indexed) one in the high half. Each half becomes a float with one shift or one mask, no
+// shuffle: where the order of the values does not matter (a dot product), or is restored on the way out (an
+// accumulation into bf16, bf16_pack), the even and odd halves are computed as two float vectors. That is 2 integer
+// ops per 2W values instead of 2 shuffles and 2 shifts (widening W values at a time), which made bf16 ~1.7x slower
+// than float where the rows are in cache.
+FFF_INLINE V<float> bf16_even(U32 w) { return reinterpret_cast<V<float>>(w << 16); }
+FFF_INLINE V<float> bf16_odd(U32 w) { return reinterpret_cast<V<float>>(w & 0xFFFF0000u); }
+// v rounded to bf16 (nearest even, NaN stays NaN, as c10::BFloat16), in the high half of each lane
+FFF_INLINE U32 bf16_round(V<float> v) {
+  const U32 u = reinterpret_cast<U32>(v), r = u + (((u >> 16) & 1) + 0x7FFF);
+  return v != v ? U32{} + 0x7FC00000u : r;
+}
+FFF_INLINE U32 bf16_pack(V<float> even, V<float> odd) { return (bf16_round(even) >> 16) | (bf16_round(odd) & 0xFFFF0000u); }
+
+// W values of storage type S at p as a vector of A; to_acc: one value (loop tails).
+template <typename A, typename S> FFF_INLINE A to_acc(S v) { return static_cast<A>(v); }
+template <typename A, typename S> FFF_INLINE V<A> vload_as(const S* p) {
+  if constexpr (std::is_same_v<S, A>) return vload(p);
+  else {
+    static_assert(std::is_same_v<A, float> && sizeof(S) == 2, "fp16 and bf16 rows, accumulated in float");
+    const H h = *reinterpret_cast<const H*>(p);
+    if constexpr (std::is_same_v<S, c10::BFloat16>) {  // a bf16 is the top half of a float's bits
+      return reinterpret_cast<V<float>>(__builtin_convertvector(h, U32) << 16);
+    } else {
+#if defined(FFF_X86) && FFF_VBYTES == 64
+      return reinterpret_cast<V<float>>(_mm512_cvtph_ps(reinterpret_cast<__m256i>(h)));
+#elif defined(FFF_X86) && FFF_VBYTES == 32
+      return reinterpret_cast<V<float>>(_mm256_cvtph_ps(reinterpret_cast<__m128i>(h)));
+#else
+      V<float> v;
+      for (int i = 0; i < Vec<float>::W; ++i) v[i] = static_cast<float>(p[i]);
+      return v;
+#endif
+    }
+  }
+}
+
+// A float vector as W values of the 16-bit type O, rounded to nearest even; NaN stays NaN (c10's conversions).
+template <typename O> FFF_INLINE H narrow(V<float> v) {
+  if constexpr (std::is_same_v<O, c10::BFloat16>) {
+    return __builtin_convertvector(bf16_round(v) >> 16, H);
+  } else {
+#if defined(FFF_X86) && FFF_VBYTES == 64
+    return reinterpret_cast<H>(_mm512_cvtps_ph(reinterpret_cast<__m512>(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(FFF_X86) && FFF_VBYTES == 32
+    return reinterpret_cast<H>(_mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+    H h;
+    for (int i = 0; i < Vec<float>::W; ++i) h[i] = static_cast<O>(v[i]).x;
+    return h;
+#endif
+  }
+}
+
+// Store a vector of A at p as storage type O.
+template <typename A, typename O> FFF_INLINE void vstore_as(O* p, V<A> v) {
+  if constexpr (std::is_same_v<O, A>) vstore(p, v);
+  else *reinterpret_cast<H*>(p) = narrow<O>(v);
+}
 
 // Non-temporal store of a full vector to an aligned address (bypasses the caches, no read-for-ownership), where the
 // instruction set has one; for outputs too big to stay in cache, so they do not evict the tree's rows.
@@ -26,6 +96,20 @@ template <typename A> FFF_INLINE void vstore_nt(A* p, V<A> v) {
 #else
   vstore(p, v);
 #endif
+}
+
+// vstore_as with a non-temporal store (p aligned to the stored vector's size), where the instruction set has one.
+template <typename A, typename O> FFF_INLINE void vstore_nt_as(O* p, V<A> v) {
+  if constexpr (std::is_same_v<O, A>) vstore_nt(p, v);
+  else {
+#if FFF_VBYTES == 64
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(narrow<O>(v)));
+#elif FFF_VBYTES == 32
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), reinterpret_cast<__m128i>(narrow<O>(v)));
+#else
+    vstore_as<A>(p, v);
+#endif
+  }
 }
 
 // Horizontal sum by halving: log2(W) shuffles and adds (a loop over lanes costs ~2x more on the walk's critical path).
@@ -45,23 +129,30 @@ template <typename A> FFF_INLINE A hsum(V<A> v) {
 }
 
 // out[t] = <u[t], v[t]> for NT independent pairs of length-n rows, interleaved so that the FMA chains of the NT
-// tokens overlap (2 accumulators per pair).
-template <typename A, int NT>
-FFF_INLINE void dots(const A* const* u, const A* const* v, int64_t n, A* out) {
+// tokens overlap (2 accumulators per pair). u and v may be stored as SU and SV (converted to A as loaded).
+template <typename A, int NT, typename SU, typename SV>
+FFF_INLINE void dots(const SU* const* u, const SV* const* v, int64_t n, A* out) {
   constexpr int W = Vec<A>::W;
   V<A> a0[NT], a1[NT];
   for (int t = 0; t < NT; ++t) a0[t] = a1[t] = V<A>{};
   int64_t j = 0;
+  if constexpr (std::is_same_v<SU, c10::BFloat16> && std::is_same_v<SV, c10::BFloat16>)
+    for (; j + 2 * W <= n; j += 2 * W)  // bf16 pairs: even halves into a0, odd into a1
+      for (int t = 0; t < NT; ++t) {
+        const U32 p = *reinterpret_cast<const U32*>(u[t] + j), q = *reinterpret_cast<const U32*>(v[t] + j);
+        a0[t] += bf16_even(p) * bf16_even(q);
+        a1[t] += bf16_odd(p) * bf16_odd(q);
+      }
   for (; j + 2 * W <= n; j += 2 * W)
     for (int t = 0; t < NT; ++t) {
-      a0[t] += vload(u[t] + j) * vload(v[t] + j);
-      a1[t] += vload(u[t] + j + W) * vload(v[t] + j + W);
+      a0[t] += vload_as<A>(u[t] + j) * vload_as<A>(v[t] + j);
+      a1[t] += vload_as<A>(u[t] + j + W) * vload_as<A>(v[t] + j + W);
     }
   for (; j + W <= n; j += W)
-    for (int t = 0; t < NT; ++t) a0[t] += vload(u[t] + j) * vload(v[t] + j);
+    for (int t = 0; t < NT; ++t) a0[t] += vload_as<A>(u[t] + j) * vload_as<A>(v[t] + j);
   for (int t = 0; t < NT; ++t) {
     A s = hsum<A>(a0[t] + a1[t]);
-    for (int64_t k = j; k < n; ++k) s += u[t][k] * v[t][k];
+    for (int64_t k = j; k < n; ++k) s += to_acc<A>(u[t][k]) * to_acc<A>(v[t][k]);
     out[t] = s;
   }
 }
@@ -69,36 +160,57 @@ FFF_INLINE void dots(const A* const* u, const A* const* v, int64_t n, A* out) {
 // out[t] = sum_i c[t][i] * rows[t][i] (length n) for NT outputs, in one pass over each output: a block of 8 vectors
 // stays in registers while that output's nr rows stream through. The column block is the outer loop, so rows that
 // neighbouring outputs share (the top of the tree) are read from L1 after the first output loads them.
-// With STREAM, the full vector blocks of out are written with non-temporal stores (out rows must be aligned).
-template <typename A, int NT, bool STREAM = false>
-FFF_INLINE void combine(A* const* out, const A* const* const* rows, const A* const* c, int64_t nr, int64_t n) {
+// With STREAM, the full vector blocks of out are written with non-temporal stores (out rows must be aligned). The rows
+// may be stored as S, out as O.
+template <typename A, int NT, bool STREAM = false, typename O, typename S>
+FFF_INLINE void combine(O* const* out, const S* const* const* rows, const A* const* c, int64_t nr, int64_t n) {
   constexpr int W = Vec<A>::W, U = 8;
   int64_t j = 0;
+  if constexpr (std::is_same_v<S, c10::BFloat16> && std::is_same_v<O, c10::BFloat16>)
+    for (; j + U * W <= n; j += U * W)  // bf16 pairs: U/2 vectors of 2W values, their even and odd halves apart
+      for (int t = 0; t < NT; ++t) {
+        V<A> ev[U / 2], od[U / 2];
+        for (int u = 0; u < U / 2; ++u) ev[u] = od[u] = V<A>{};
+        for (int64_t i = 0; i < nr; ++i) {
+          const A ci = c[t][i];
+          const S* r = rows[t][i] + j;
+          for (int u = 0; u < U / 2; ++u) {
+            const U32 w = *reinterpret_cast<const U32*>(r + u * 2 * W);
+            ev[u] += ci * bf16_even(w);
+            od[u] += ci * bf16_odd(w);
+          }
+        }
+        for (int u = 0; u < U / 2; ++u) {
+          const V<float> packed = reinterpret_cast<V<float>>(bf16_pack(ev[u], od[u]));
+          if constexpr (STREAM) vstore_nt(reinterpret_cast<float*>(out[t] + j + u * 2 * W), packed);
+          else vstore(reinterpret_cast<float*>(out[t] + j + u * 2 * W), packed);
+        }
+      }
   for (; j + U * W <= n; j += U * W)
     for (int t = 0; t < NT; ++t) {
       V<A> acc[U];
       for (int u = 0; u < U; ++u) acc[u] = V<A>{};
       for (int64_t i = 0; i < nr; ++i) {
         const A ci = c[t][i];
-        const A* r = rows[t][i] + j;
-        for (int u = 0; u < U; ++u) acc[u] += ci * vload(r + u * W);
+        const S* r = rows[t][i] + j;
+        for (int u = 0; u < U; ++u) acc[u] += ci * vload_as<A>(r + u * W);
       }
       for (int u = 0; u < U; ++u) {
-        if constexpr (STREAM) vstore_nt(out[t] + j + u * W, acc[u]);
-        else vstore(out[t] + j + u * W, acc[u]);
+        if constexpr (STREAM) vstore_nt_as<A>(out[t] + j + u * W, acc[u]);
+        else vstore_as<A>(out[t] + j + u * W, acc[u]);
       }
     }
   for (; j + W <= n; j += W)
     for (int t = 0; t < NT; ++t) {
       V<A> acc = V<A>{};
-      for (int64_t i = 0; i < nr; ++i) acc += c[t][i] * vload(rows[t][i] + j);
-      vstore(out[t] + j, acc);
+      for (int64_t i = 0; i < nr; ++i) acc += c[t][i] * vload_as<A>(rows[t][i] + j);
+      vstore_as<A>(out[t] + j, acc);
     }
   for (; j < n; ++j)
     for (int t = 0; t < NT; ++t) {
       A s = 0;
-      for (int64_t i = 0; i < nr; ++i) s += c[t][i] * rows[t][i][j];
-      out[t][j] = s;
+      for (int64_t i = 0; i < nr; ++i) s += c[t][i] * to_acc<A>(rows[t][i][j]);
+      out[t][j] = static_cast<O>(s);
     }
 }
 
