@@ -116,11 +116,8 @@ static int check_tree(const at::Tensor& x, const at::Tensor& X, const at::Tensor
   return L;
 }
 
-// `t` as a contiguous tensor of dtype `dt` (default: its own), without a dispatcher call when it already is one.
-static at::Tensor contig(const at::Tensor& t, std::optional<at::ScalarType> dt = std::nullopt) {
-  at::Tensor r = dt && *dt != t.scalar_type() ? t.to(*dt) : t;
-  return r.is_contiguous() ? r : r.contiguous();
-}
+// `t` as a contiguous tensor, without a dispatcher call when it already is one.
+static at::Tensor contig(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
 
 template <typename S>
 static TreeArgs<S> tree_args(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& b, int64_t K, int L, int64_t act) {
@@ -163,19 +160,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
                     "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
   TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
-  const auto dt = x.scalar_type(), acc = at::toOpMathType(dt);
-  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xa = contig(x, acc), ga = contig(grad_y, acc);
-  const auto empty = [&](at::IntArrayRef size) { return at::detail::empty_cpu(size, acc, {}, {}, {}, {}); };
+  const auto dt = x.scalar_type();
+  const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xc = contig(x), gc = contig(grad_y);
+  const auto empty = [&](at::IntArrayRef size) { return at::detail::empty_cpu(size, dt, {}, {}, {}, {}); };
   at::Tensor dx = empty({x.size(0), X.size(1)}), dX = empty(X.sizes()), dY = empty(Y.sizes());
   at::Tensor db = b ? empty({X.size(0)}) : x.new_empty({0});  // every row is written by the kernel
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dt, "tree_backward_cpu", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
     const auto T = tree_args<S>(Xc, Yc, bc, n_trees, L, act);
-    FFF_ISA_CALL(backward, T, ga.data_ptr<A>(), xa.data_ptr<A>(), dx.data_ptr<A>(), dX.data_ptr<A>(), dY.data_ptr<A>(),
-                 b ? db.data_ptr<A>() : nullptr, x.size(0));
+    FFF_ISA_CALL(backward, T, gc.data_ptr<S>(), xc.data_ptr<S>(), dx.data_ptr<S>(), dX.data_ptr<S>(), dY.data_ptr<S>(),
+                 b ? db.data_ptr<S>() : nullptr, x.size(0));
   });
-  if (acc != dt) dx = dx.to(dt), dX = dX.to(dt), dY = dY.to(dt), db = db.to(dt);
   return {dx, dX, dY, db};
 }
 

@@ -2,8 +2,8 @@
 // tokens share the rows of the top of the tree, threads, deterministic gradient reductions.
 // Included by fff_cpu.cpp once per instruction set, after simd.h, inside that instruction set's namespace.
 // S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). The
-// forward's token rows x and y are S too; the backward's (x, grad_y, dx) and gradient buffers are A. Rows stored as S
-// != A are converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as).
+// token rows (x, y, grad_y, dx) and the gradients dX, dY, db are S too; sums are in A. Rows stored as S != A are
+// converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as).
 // No include guard on purpose.
 
 constexpr int kTile = 8;  // tokens walked together: 8 interleaved dot products hide the latency of each row's loads
@@ -20,8 +20,7 @@ template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
 template <typename S, typename A> struct Scratch {
   std::vector<int64_t> R, node, perm, tmp, cnt, pos;
   std::vector<A> Z, buf, buf2;
-  std::vector<const A*> P;   // token rows
-  std::vector<const S*> PS;  // tree rows
+  std::vector<const S*> P;  // row pointers
 };
 template <typename S, typename A> Scratch<S, A>& scratch() {
   static thread_local Scratch<S, A> s;
@@ -168,7 +167,7 @@ void route(const TreeArgs<S>& T, const XT* x, int64_t M, int64_t* R, A* Z, Scrat
 template <typename S, typename A, int NT, typename O>
 FFF_INLINE void combine_rows(const S* W, int64_t n, O* const* out, const int64_t* const* rows, const A* const* c,
                              int64_t KL, Scratch<S, A>& s, bool stream = false, bool by_token = false) {
-  const S** P = grow(s.PS, NT * KL);
+  const S** P = grow(s.P, NT * KL);
   const S* const* rp[NT];
   for (int t = 0; t < NT; ++t) {
     for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
@@ -229,7 +228,7 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
 // sum over its tokens, in token order and by one thread (so the result is bitwise the same for any number of
 // threads), an unvisited row zeros.
 template <typename S, typename A>
-void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY, A* db, int64_t B) {
+void backward(const TreeArgs<S>& T, const S* g, const S* x, S* dx, S* dX, S* dY, S* db, int64_t B) {
   const int64_t KL = T.K * T.L, KN = T.K * T.N, n_items = B * KL;
   std::vector<int64_t> R(n_items);
   std::vector<A> GZ(n_items), C(n_items);
@@ -244,9 +243,10 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
         constexpr int nt = decltype(ntc)::value;
         int64_t tok[nt];
-        const A *gs[nt], *gz[nt];
+        const S* gs[nt];
+        const A* gz[nt];
         const int64_t* rows[nt];
-        A* out[nt];
+        S* out[nt];
         for (int t = 0; t < nt; ++t) {
           tok[t] = tk[i + t];
           gs[t] = g + (b0 + tok[t]) * T.nOut, rows[t] = Rb + tok[t] * KL, gz[t] = Zb + tok[t] * KL;
@@ -276,9 +276,9 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
   at::parallel_for(0, KN, std::max<int64_t>(1, (int64_t(1) << 16) / (T.nIn + T.nOut)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       if (off[r + 1] == off[r]) {
-        std::fill(dX + r * T.nIn, dX + (r + 1) * T.nIn, A(0));
-        std::fill(dY + r * T.nOut, dY + (r + 1) * T.nOut, A(0));
-        if (db) db[r] = 0;
+        std::fill(dX + r * T.nIn, dX + (r + 1) * T.nIn, S(0));
+        std::fill(dY + r * T.nOut, dY + (r + 1) * T.nOut, S(0));
+        if (db) db[r] = S(0);
       }
   });
   // phase 3b, per visited row (threads split the items evenly; a row belongs to the thread holding its first item):
@@ -286,21 +286,21 @@ void backward(const TreeArgs<S>& T, const A* g, const A* x, A* dx, A* dX, A* dY,
   at::parallel_for(0, n_items, std::max<int64_t>(16, token_grain(T.nIn + T.nOut)), [&](int64_t i0, int64_t i1) {
     Scratch<S, A>& s = scratch<S, A>();
     A* coef = grow(s.buf2, B);
-    const A** rp = grow(s.P, B);
+    const S** rp = grow(s.P, B);
     const int64_t r0 = std::lower_bound(off.begin(), off.end() - 1, i0) - off.begin();
     const int64_t r1 = std::lower_bound(off.begin(), off.end() - 1, i1) - off.begin();
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = off[r + 1] - off[r], *it = order.data() + off[r];
       if (n == 0) continue;
-      const A* const* rpp = rp;
+      const S* const* rpp = rp;
       const A* cp = coef;
-      A* o = dX + r * T.nIn;
+      S* o = dX + r * T.nIn;
       for (int64_t j = 0; j < n; ++j) rp[j] = x + (it[j] / KL) * T.nIn, coef[j] = GZ[it[j]];
       combine<A, 1>(&o, &rpp, &cp, n, T.nIn);
       if (db) {
         A acc = 0;
         for (int64_t j = 0; j < n; ++j) acc += coef[j];
-        db[r] = acc;
+        db[r] = static_cast<S>(acc);
       }
       o = dY + r * T.nOut;
       for (int64_t j = 0; j < n; ++j) rp[j] = g + (it[j] / KL) * T.nOut, coef[j] = C[it[j]];
