@@ -78,6 +78,9 @@ FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const XT* 
 // read from memory about twice per call instead of once per stage, and a part's subtree rows are read while they
 // are hot. The token order is the one that sorting the whole batch before each stage gives; tiles just do not straddle
 // two parts.
+// With `from_dram` (set by a caller whose rows will mostly come from DRAM), an L2-sized part walks its stages level
+// by level, all its tiles at one level before the next, prefetching the next tile's rows of X while a tile computes:
+// the rows a tile needs are known a whole tile ahead instead of one dependent dot product ahead.
 // `done(tok, n)` is called on each finished part (its tokens tok[0, n), in their final order) of the last tree.
 constexpr int64_t kBlockBytes = int64_t(256) << 10;
 
@@ -89,6 +92,7 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
   Scratch<S, A>& s;
   int64_t k = 0, KL;
   int bounds[64], nb = 0;  // stage boundaries: 0, 3, 6, ... (< Ts), Ts, L
+  bool from_dram = false;
 
   Router(const TreeArgs<S>& T_, const XT* x_, int64_t M, int64_t* R_, A* Z_, Scratch<S, A>& s_)
       : T(T_), x(x_), R(R_), Z(Z_), s(s_), KL(T_.K * T_.L) {
@@ -101,8 +105,27 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
     bounds[nb++] = T.L;
   }
 
-  // Walk levels [l0, l1) of tree k for tokens tok[0, n), in tiles of TILE neighbours.
+  // Prefetch (into L2) the rows of X that tokens tok[0, n) (n <= TILE) visit next, each distinct row once.
+  FFF_INLINE void prefetch_next_rows(const int64_t* tok, int64_t n) {
+    int64_t seen[TILE];
+    int ns = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t nd = node[tok[t]];
+      if (std::find(seen, seen + ns, nd) != seen + ns) continue;
+      seen[ns++] = nd;
+      const char* p = reinterpret_cast<const char*>(T.X + (k * T.N + nd) * T.nIn);
+      for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(S); j += 64) __builtin_prefetch(p + j, 0, 2);
+    }
+  }
+
+  // Walk levels [l0, l1) of tree k for tokens tok[0, n), in tiles of TILE neighbours: each tile all the levels, or
+  // (`from_dram`, for a part that fits in L2) all the tiles one level at a time, the next tile's rows prefetched.
   void walk_stage(int l0, int l1, const int64_t* tok, int64_t n) {
+    if (from_dram && l1 - l0 > 1 && n > TILE && n * T.nIn * (int64_t)sizeof(XT) <= 2 * kBlockBytes) {
+      for (int l = l0; l < l1; ++l) walk_tiles(l, l + 1, tok, n, true);
+    } else walk_tiles(l0, l1, tok, n, false);
+  }
+  void walk_tiles(int l0, int l1, const int64_t* tok, int64_t n, bool prefetch) {
     for_tiles<TILE>(n, [&](auto ntc, int64_t i) {
       constexpr int nt = decltype(ntc)::value;
       const XT* xs[nt];
@@ -114,8 +137,9 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
         // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
         // the hardware prefetcher follows); non-temporal (0 to +15% when each stage walked the whole batch)
         const char* p = reinterpret_cast<const char*>(xs[t]);
-        for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(XT); j += 64) __builtin_prefetch(p + j, 0, 0);
+        if (!prefetch) for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(XT); j += 64) __builtin_prefetch(p + j, 0, 0);
       }
+      if (prefetch && i + nt < n) prefetch_next_rows(tok + i + nt, std::min<int64_t>(TILE, n - i - nt));
       walk<S, A, nt>(T, k, l0, l1, xs, nd, rr, zz);
       for (int t = 0; t < nt; ++t) node[tok[i + t]] = nd[t];
     });
@@ -152,8 +176,9 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
 };
 
 template <typename S, typename A, int TILE = kTile, typename XT, typename F>
-void route(const TreeArgs<S>& T, const XT* x, int64_t M, int64_t* R, A* Z, Scratch<S, A>& s, F&& done) {
+void route(const TreeArgs<S>& T, const XT* x, int64_t M, int64_t* R, A* Z, Scratch<S, A>& s, F&& done, bool from_dram = false) {
   Router<S, A, TILE, XT> r(T, x, M, R, Z, s);
+  r.from_dram = from_dram;
   for (r.k = 0; r.k < T.K; ++r.k) {
     for (int64_t i = 0; i < M; ++i) r.node[i] = 0, r.perm[i] = i;
     if (r.k + 1 < T.K) r.run(0, 0, r.perm, M, [](const int64_t*, int64_t) {});
@@ -197,7 +222,11 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
     // 16384, B=64; no change where the rows are in cache, which the column-block order suits: -3% at B=16).
-    const bool by_token = T.nOut * (int64_t)sizeof(A) >= (int64_t(32) << 10) || M * KL * T.nOut * (int64_t)sizeof(A) >= (int64_t(64) << 20);
+    // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (+4-6% at
+    // UltraFastBERT's B >= 2048 per thread; the same at B <= 1024, with the tree in cache, lost 7-20%).
+    const int64_t row_bytes = T.nOut * (int64_t)sizeof(S);
+    const bool wide = row_bytes >= (int64_t(32) << 10), from_dram = !wide && M * KL * row_bytes >= (int64_t(64) << 20);
+    const bool by_token = wide || from_dram;
     A* cb = grow(s.buf, kTile * KL);  // a tile's coefficients act(z), side by side for the vectorised act
     auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
@@ -213,11 +242,19 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
           for (int t = 0; t < nt; ++t) std::copy(c[t], c[t] + KL, cb + t * KL), c[t] = cb + t * KL;
           act_fwd_n<A>(T.act, cb, nt * KL);
         }
+        if (from_dram)  // the next tile's rows of Y, each (token, level) row that its left neighbour does not share
+          for (int64_t t = i + nt; t < std::min<int64_t>(n, i + nt + kTile); ++t)
+            for (int64_t j = 0; j < KL; ++j) {
+              const int64_t r = R[tok[t] * KL + j];
+              if (t > i + nt && R[tok[t - 1] * KL + j] == r) continue;
+              const char* p = reinterpret_cast<const char*>(T.Y + r * T.nOut);
+              for (int64_t q = 0; q < row_bytes; q += 64) __builtin_prefetch(p + q, 0, 2);
+            }
         combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream, by_token);
       });
     };
     if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
-    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish);
+    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish, from_dram);
 #ifdef FFF_X86
     if (stream) _mm_sfence();  // order the non-temporal stores before the op returns
 #endif
