@@ -31,7 +31,7 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
 def build(sources=None, name:str|None=None, verbose:bool=False):
     "Compile (or load from the cache) the C++ kernels in `sources`, registering their ops in `torch.ops`; returns the Python module."
     from torch.utils.cpp_extension import load
-    sources = [str(s) for s in (sources or [CSRC / 'fff_cpu.cpp'])]
+    sources = [str(s) for s in (sources or sorted(CSRC.glob('fff_cpu*.cpp')))]
     incs = sorted({str(Path(s).parent) for s in sources})
     return load(name=name or ext_name(sources), sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS,
                 extra_ldflags=['-fopenmp'], verbose=verbose)

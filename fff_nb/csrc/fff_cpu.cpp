@@ -4,76 +4,24 @@
 //   fff_nb::tree_backward(grad_y, x, X, Y, b?, n_trees, act) -> (dx, dX, dY, db)   (the backward recomputes the walk)
 //
 // Semantics are those of fff_nb.core.tree_torch (see tree.h). The inner loops (simd.h) and drivers (fff_cpu_impl.h)
-// are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set; the best one the CPU supports
-// is picked at load time (and can be forced with the `_set_isa` op for tests).
+// are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set, each in its own file
+// (fff_cpu_avx512.cpp, fff_cpu_avx2.cpp, fff_cpu_baseline.cpp: ninja builds them in parallel); the best one the CPU
+// supports is picked at load time (and can be forced with the `_set_isa` op for tests).
 // Only light headers (no torch/extension.h): the first build must stay short. The one pybind11 function is the
 // eager inference entry point: it calls the CPU kernel without the dispatcher's boxing (~0.5 us at batch 1).
+#include "fff_cpu.h"
 #include <torch/library.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/EmptyTensor.h>
 #include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/utils/pybind.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
-#include <algorithm>
-#include <cstring>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-#include <type_traits>
-#include <vector>
-#include "tree.h"
 #include "tree_check.h"
 
-#define FFF_INLINE inline __attribute__((always_inline))
-
 namespace fff_nb {
-
-// The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).
-template <typename S> struct TreeArgs {
-  const S *X, *Y, *b;
-  int64_t nIn, nOut, N, K;  // row widths, nodes per tree, trees
-  int L;                    // levels
-  int64_t act;
-};
-
-template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_cpu_impl.h)
-  const A *W, *c, *w1, *b1, *w2, *b2;    // routers (N, I) and their biases; leaves' w1 (L, l, I), b1, w2 (L, l, O), b2
-  int64_t I, O, l, d, act;               // widths, leaf width, depth; act: 0 identity, 1 erf GELU, 2 ReLU
-};
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FFF_X86 1
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
-namespace avx512 {
-#define FFF_VBYTES 64
-#include "simd.h"
-#include "fff_cpu_impl.h"
-#undef FFF_VBYTES
-}  // namespace avx512
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-namespace avx2 {
-#define FFF_VBYTES 32
-#include "simd.h"
-#include "fff_cpu_impl.h"
-#undef FFF_VBYTES
-}  // namespace avx2
-#pragma GCC pop_options
-#endif
-
-namespace baseline {  // portable: 16-byte generic vectors, lowered to SSE2, NEON or scalar code by the compiler
-#define FFF_VBYTES 16
-#include "simd.h"
-#include "fff_cpu_impl.h"
-#undef FFF_VBYTES
-}  // namespace baseline
 
 // ---- instruction-set selection ----
 enum Isa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };

@@ -1,6 +1,6 @@
 // fff_cpu_impl.h: forward and backward drivers of the CPU tree op: token tiles, sorting tokens by node so that a tile's
 // tokens share the rows of the top of the tree, threads, deterministic gradient reductions.
-// Included by fff_cpu.cpp once per instruction set, after simd.h, inside that instruction set's namespace.
+// Included by fff_cpu_isa.h once per instruction set, after simd.h, inside that instruction set's namespace.
 // S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). The
 // token rows (x, y, grad_y, dx) and the gradients dX, dY, db are S too; sums are in A. Rows stored as S != A are
 // converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as).

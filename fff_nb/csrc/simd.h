@@ -1,5 +1,5 @@
 // simd.h: the inner loops every FFF kernel is made of, written once with GCC/Clang vector extensions.
-// fff_cpu.cpp includes this file once per instruction set, inside its own namespace, after setting FFF_VBYTES (the
+// fff_cpu_isa.h includes this file once per instruction set, inside its own namespace, after setting FFF_VBYTES (the
 // vector width in bytes) and a matching `#pragma GCC target`; the compiler then emits AVX-512, AVX2 or baseline
 // (SSE2 / NEON / scalar) code from the same source. A (the arithmetic) is float or double; S (the storage of the tree
 // rows) is A, or fp16 / bf16 with A = float. No include guard on purpose.

@@ -1,0 +1,54 @@
+// fff_cpu.h: what every translation unit of the CPU tree op shares: the argument structs of the kernels and the
+// kernels' declarations, one set per instruction set. The kernels themselves (simd.h, fff_cpu_impl.h) are compiled
+// in their own file per instruction set (fff_cpu_avx512.cpp, fff_cpu_avx2.cpp, fff_cpu_baseline.cpp), so that ninja
+// builds them in parallel; fff_cpu.cpp picks one at load time and registers the ops.
+#pragma once
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <type_traits>
+#include <vector>
+#include "tree.h"
+
+#define FFF_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FFF_X86 1
+#endif
+
+namespace fff_nb {
+
+// The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).
+template <typename S> struct TreeArgs {
+  const S *X, *Y, *b;
+  int64_t nIn, nOut, N, K;  // row widths, nodes per tree, trees
+  int L;                    // levels
+  int64_t act;
+};
+
+template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_cpu_impl.h)
+  const A *W, *c, *w1, *b1, *w2, *b2;    // routers (N, I) and their biases; leaves' w1 (L, l, I), b1, w2 (L, l, O), b2
+  int64_t I, O, l, d, act;               // widths, leaf width, depth; act: 0 identity, 1 erf GELU, 2 ReLU
+};
+
+// The kernels of one instruction set (defined in fff_cpu_impl.h; instantiated in fff_cpu_isa.h for S = float, double,
+// Half, BFloat16 with A their accumulation type, and leaf_forward for S = A = float, double).
+#define FFF_DECLARE_KERNELS(isa)                                                                                     \
+  namespace isa {                                                                                                    \
+  template <typename S, typename A> void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B);                 \
+  template <typename S, typename A>                                                                                  \
+  void backward(const TreeArgs<S>& T, const S* g, const S* x, S* dx, S* dX, S* dY, S* db, int64_t B);                \
+  template <typename S, typename A> void leaf_forward(const LeafArgs<A>& T, const A* x, A* y, int64_t B);            \
+  }
+#ifdef FFF_X86
+FFF_DECLARE_KERNELS(avx512)
+FFF_DECLARE_KERNELS(avx2)
+#endif
+FFF_DECLARE_KERNELS(baseline)
+
+}  // namespace fff_nb
