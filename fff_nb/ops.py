@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
-__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'load_library', 'register_tree_autograd', 'tree_forward',
-           'tree_backward', 'load', 'rand_tree', 'leaf_forward']
+__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'build_variant', 'load_library', 'register_tree_autograd',
+           'tree_forward', 'tree_backward', 'load', 'rand_tree', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -28,13 +28,22 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
     return f"{prefix}_{h.hexdigest()[:10]}"
 
 # %% ../nbs/02_ops.ipynb
-def build(sources=None, name:str|None=None, verbose:bool=False):
-    "Compile (or load from the cache) the C++ kernels in `sources`, registering their ops in `torch.ops`; returns the Python module."
+def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|None=None):
+    "Compile (or load from the cache) the C++ kernels in `sources` (with `-D` `defines`), registering their ops in `torch.ops`; returns the Python module."
     from torch.utils.cpp_extension import load
     sources = [str(s) for s in (sources or sorted(CSRC.glob('fff_cpu*.cpp')))]
     incs = sorted({str(Path(s).parent) for s in sources})
-    return load(name=name or ext_name(sources), sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS,
+    flags = [f'-D{k}={v}' for k, v in sorted((defines or {}).items())]
+    if name is None:
+        name = ext_name(sources) + (f"_{hashlib.sha256(' '.join(flags).encode()).hexdigest()[:6]}" if flags else '')
+    return load(name=name, sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS + flags,
                 extra_ldflags=['-fopenmp'], verbose=verbose)
+
+
+# %% ../nbs/02_ops.ipynb
+def build_variant(**defines):
+    "The CPU kernels built with `-D` `defines` (e.g. `FFF_DRAM_PREFETCH=0`) and no ops registered: a module whose `tree_forward_direct` runs them."
+    return build(defines={'FFF_BINDING_ONLY': 1, **defines})
 
 # %% ../nbs/02_ops.ipynb
 _STATE = {}  # 'lib': the loaded extension module, or 'error': the exception that stopped the build

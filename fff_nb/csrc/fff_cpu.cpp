@@ -160,6 +160,7 @@ at::Tensor leaf_forward_cpu(const at::Tensor& x, const at::Tensor& W, const at::
 
 }  // namespace fff_nb
 
+#ifndef FFF_BINDING_ONLY  // (see fff_cpu.h)
 TORCH_LIBRARY(fff_nb, m) {
   m.def("tree_forward(Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> Tensor");
   m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
@@ -173,6 +174,7 @@ TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
   m.impl("tree_backward", &fff_nb::tree_backward_cpu);
   m.impl("leaf_forward", &fff_nb::leaf_forward_cpu);
 }
+#endif
 
 namespace fff_nb {
 

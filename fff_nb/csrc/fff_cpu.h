@@ -21,6 +21,14 @@
 #define FFF_X86 1
 #endif
 
+// Build switches, for timing variants of the kernels side by side (fff_nb.ops.build_variant); the defaults are the
+// library's kernels. FFF_DRAM_PREFETCH=0: version 12's forward for rows from DRAM (no level-by-level walk, no
+// prefetching a tile ahead). FFF_BINDING_ONLY: register no ops, export only the pybind11 binding, so that several
+// variants load in one process.
+#ifndef FFF_DRAM_PREFETCH
+#define FFF_DRAM_PREFETCH 1
+#endif
+
 namespace fff_nb {
 
 // The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).

@@ -225,8 +225,8 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
     // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (+4-6% at
     // UltraFastBERT's B >= 2048 per thread; the same at B <= 1024, with the tree in cache, lost 7-20%).
     const int64_t row_bytes = T.nOut * (int64_t)sizeof(S);
-    const bool wide = row_bytes >= (int64_t(32) << 10), from_dram = !wide && M * KL * row_bytes >= (int64_t(64) << 20);
-    const bool by_token = wide || from_dram;
+    const bool wide = row_bytes >= (int64_t(32) << 10), dram = M * KL * row_bytes >= (int64_t(64) << 20);
+    const bool by_token = wide || dram, from_dram = FFF_DRAM_PREFETCH && !wide && dram;
     A* cb = grow(s.buf, kTile * KL);  // a tile's coefficients act(z), side by side for the vectorised act
     auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
       for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
