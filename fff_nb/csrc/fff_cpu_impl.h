@@ -222,8 +222,9 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
     // 16384, B=64; no change where the rows are in cache, which the column-block order suits: -3% at B=16).
-    // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (+4-6% at
-    // UltraFastBERT's B >= 2048 per thread; the same at B <= 1024, with the tree in cache, lost 7-20%).
+    // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (version 13: +2-8%
+    // at UltraFastBERT's B >= 2048 on 1 thread, a few per cent at most on 2; the same at B <= 1024, with the tree in
+    // cache, lost 7-20%). FFF_DRAM_PREFETCH=0 (fff_cpu.h) builds version 12, for side-by-side timing.
     const int64_t row_bytes = T.nOut * (int64_t)sizeof(S);
     const bool wide = row_bytes >= (int64_t(32) << 10), dram = M * KL * row_bytes >= (int64_t(64) << 20);
     const bool by_token = wide || dram, from_dram = FFF_DRAM_PREFETCH && !wide && dram;
