@@ -13,12 +13,12 @@ from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk
 from .ultrafastbert import UltraFFF
 
 # %% auto 0
-__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'cpu_name', 'env_info',
-           'keep_freed_memory', 'malloc_mode', 'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff',
-           'to_onednn', 'ufb_contenders', 'linear_contenders', 'near_ties', 'assert_close_but_ties', 'check_agreement',
-           'result_rows', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table',
-           'memory_isolated', 'plot_speedup', 'read_bandwidth', 'visited_bytes', 'check_targets', 'format_targets',
-           'page_faults', 'main']
+__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'interleaved_medians',
+           'cpu_name', 'env_info', 'keep_freed_memory', 'malloc_mode', 'record_results', 'load_results', 'fff_backends',
+           'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders', 'near_ties',
+           'assert_close_but_ties', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
+           'compare_ufb', 'format_table', 'memory_table', 'memory_isolated', 'plot_speedup', 'read_bandwidth',
+           'visited_bytes', 'check_targets', 'format_targets', 'page_faults', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -59,6 +59,10 @@ def summarize(ts:list[float]) -> dict:
     "Median, quartiles and relative IQR of per-call times `ts`."
     q1, med, q3 = statistics.quantiles(ts, n=4, method='inclusive')
     return dict(median=med, q1=q1, q3=q3, iqr_rel=(q3 - q1) / med, n=len(ts))
+
+def interleaved_medians(fns:dict[str, Callable], **kwargs) -> dict[str, float]:
+    "Median seconds per call of each of `fns`, sampled side by side by `interleaved_times(fns, **kwargs)`."
+    return {n: summarize(t)['median'] for n, t in interleaved_times(fns, **kwargs).items()}
 
 # %% ../nbs/08_bench_layer.ipynb
 def cpu_name() -> str:

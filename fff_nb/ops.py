@@ -29,7 +29,7 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
 
 # %% ../nbs/02_ops.ipynb
 def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|None=None):
-    "Compile (or load from the cache) the C++ kernels in `sources` (with `-D` `defines`), registering their ops in `torch.ops`; returns the Python module."
+    "Compile (or load from the cache) the C++ kernels in `sources` (with `-D` `defines`), registering their ops in `torch.ops` (none with `FFF_BINDING_ONLY`); returns the Python module."
     from torch.utils.cpp_extension import load
     sources = [str(s) for s in (sources or sorted(CSRC.glob('fff_cpu*.cpp')))]
     incs = sorted({str(Path(s).parent) for s in sources})
