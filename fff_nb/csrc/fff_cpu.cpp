@@ -216,4 +216,8 @@ static pybind11::object tree_forward_direct(const at::Tensor& x, const at::Tenso
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tree_forward_direct", &fff_nb::tree_forward_direct,
         "the CPU kernel of fff_nb::tree_forward without the dispatcher, or None if the call needs the dispatcher");
+  m.def("splits_tree", &fff_nb::splits_tree, pybind11::arg("B"), pybind11::arg("x_row_bytes"), pybind11::arg("levels"),
+        pybind11::arg("threads"),
+        "whether a forward of B tokens through trees of `levels` levels on `threads` threads gives each thread subtrees "
+        "instead of a slice of the batch");
 }

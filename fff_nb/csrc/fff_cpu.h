@@ -28,6 +28,10 @@
 #ifndef FFF_DRAM_PREFETCH
 #define FFF_DRAM_PREFETCH 1
 #endif
+// FFF_SPLIT_TREE=0: a forward on several threads splits the batch between them, never the tree (version 13).
+#ifndef FFF_SPLIT_TREE
+#define FFF_SPLIT_TREE 1
+#endif
 
 namespace fff_nb {
 
@@ -43,6 +47,13 @@ template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_
   const A *W, *c, *w1, *b1, *w2, *b2;    // routers (N, I) and their biases; leaves' w1 (L, l, I), b1, w2 (L, l, O), b2
   int64_t I, O, l, d, act;               // widths, leaf width, depth; act: 0 identity, 1 erf GELU, 2 ReLU
 };
+
+// Whether a forward of B tokens (rows of x of x_row_bytes) through trees of L levels on nth threads gives the
+// threads subtrees instead of slices of the batch (fff_cpu_impl.h's forward_split says why in this range).
+inline bool splits_tree(int64_t B, int64_t x_row_bytes, int L, int nth) {
+  return FFF_SPLIT_TREE && nth > 1 && L >= 2 && B >= 64 * nth && B / nth * x_row_bytes >= (int64_t(2) << 20) &&
+         (L >= 62 || (B >> L) < nth);
+}
 
 // The kernels of one instruction set (defined in fff_cpu_impl.h; instantiated in fff_cpu_isa.h for S = float, double,
 // Half, BFloat16 with A their accumulation type, and leaf_forward for S = A = float, double).

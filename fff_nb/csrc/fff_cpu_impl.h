@@ -20,6 +20,8 @@ template <int NT, typename F> FFF_INLINE void for_tiles(int64_t n, F&& f) {
 template <typename S, typename A> struct Scratch {
   std::vector<int64_t> R, node, perm, tmp, cnt, pos;
   std::vector<A> Z, buf, buf2;
+  std::vector<int64_t> Rs, nodes, perms, tmps, offs;  // forward_split's, shared by its threads
+  std::vector<A> Zs;
   std::vector<const S*> P;  // row pointers
 };
 template <typename S, typename A> Scratch<S, A>& scratch() {
@@ -95,10 +97,14 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
   bool from_dram = false;
 
   Router(const TreeArgs<S>& T_, const XT* x_, int64_t M, int64_t* R_, A* Z_, Scratch<S, A>& s_)
-      : T(T_), x(x_), R(R_), Z(Z_), s(s_), KL(T_.K * T_.L) {
+      : Router(T_, x_, M, R_, Z_, grow(s_.node, M), grow(s_.perm, M), grow(s_.tmp, M), s_) {}
+  // Tokens [0, M) whose nodes, order and sorting scratch are node_, perm_, tmp_ (M each; shared by the threads of
+  // forward_split), the rest of the scratch s_ the calling thread's.
+  Router(const TreeArgs<S>& T_, const XT* x_, int64_t M, int64_t* R_, A* Z_, int64_t* node_, int64_t* perm_,
+         int64_t* tmp_, Scratch<S, A>& s_)
+      : T(T_), x(x_), R(R_), node(node_), tmp(tmp_), perm(perm_), Z(Z_), s(s_), KL(T_.K * T_.L) {
     int Ts = 0;
     while (Ts + 1 < T.L && (M >> (Ts + 1)) >= TILE) ++Ts;
-    node = grow(s.node, M), perm = grow(s.perm, M), tmp = grow(s.tmp, M);
     bounds[nb++] = 0;
     for (int l = 3; l < Ts; l += 3) bounds[nb++] = l;
     if (Ts > 0) bounds[nb++] = Ts;
@@ -207,17 +213,13 @@ FFF_INLINE void combine_rows(const S* W, int64_t n, O* const* out, const int64_t
   else combine<A, NT>(out, rp, c, KL, n);
 }
 
-template <typename S, typename A>
-void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
-  const int64_t KL = T.K * T.L;
-  at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
-    Scratch<S, A>& s = scratch<S, A>();
-    const int64_t M = b1 - b0;
-    int64_t* R = grow(s.R, M * KL);
-    A* Z = grow(s.Z, M * KL);
+// How a forward writes y and reads rows, for M tokens per thread.
+struct ForwardPlan {
+  bool stream, by_token, from_dram;
+  template <typename S> ForwardPlan(const TreeArgs<S>& T, int64_t M) {
     // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
     // evict the tree's rows (+7-9% at B >= 512)
-    const bool stream = M * T.nOut * (int64_t)sizeof(S) >= (int64_t(1) << 20) && (T.nOut * sizeof(S)) % FFF_VBYTES == 0;
+    stream = M * T.nOut * (int64_t)sizeof(S) >= (int64_t(1) << 20) && (T.nOut * sizeof(S)) % FFF_VBYTES == 0;
     // Rows that come from DRAM (wide ones, or far more row bytes per call than L3 holds) are accumulated one token
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
@@ -225,39 +227,119 @@ void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
     // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (version 13: +2-8%
     // at UltraFastBERT's B >= 2048 on 1 thread, a few per cent at most on 2; the same at B <= 1024, with the tree in
     // cache, lost 7-20%). FFF_DRAM_PREFETCH=0 (fff_cpu.h) builds version 12, for side-by-side timing.
-    const int64_t row_bytes = T.nOut * (int64_t)sizeof(S);
+    const int64_t row_bytes = T.nOut * (int64_t)sizeof(S), KL = T.K * T.L;
     const bool wide = row_bytes >= (int64_t(32) << 10), dram = M * KL * row_bytes >= (int64_t(64) << 20);
-    const bool by_token = wide || dram, from_dram = FFF_DRAM_PREFETCH && !wide && dram;
+    by_token = wide || dram, from_dram = FFF_DRAM_PREFETCH && !wide && dram;
+  }
+};
+
+// The end of a forward for routed tokens: their coefficients act(z), then their rows of y. Tokens are indices into
+// y (from y0), R and Z (KL per token).
+template <typename S, typename A> struct Finish {
+  const TreeArgs<S>& T;
+  S* y0;
+  const int64_t* R;
+  const A* Z;
+  Scratch<S, A>& s;
+  ForwardPlan plan;
+  void operator()(const int64_t* tok, int64_t n) const {  // tokens tok[0, n)
+    const int64_t KL = T.K * T.L, row_bytes = T.nOut * (int64_t)sizeof(S);
     A* cb = grow(s.buf, kTile * KL);  // a tile's coefficients act(z), side by side for the vectorised act
-    auto finish = [&](const int64_t* tok, int64_t n) {  // coefficients, then y, for the routed tokens tok[0, n)
-      for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
-        constexpr int nt = decltype(ntc)::value;
-        S* out[nt];
-        const int64_t* rows[nt];
-        const A* c[nt];
-        for (int t = 0; t < nt; ++t) {
-          const int64_t tk = tok[i + t];
-          out[t] = y + (b0 + tk) * T.nOut, rows[t] = R + tk * KL, c[t] = Z + tk * KL;
-        }
-        if (T.act != fff::kIdentity) {
-          for (int t = 0; t < nt; ++t) std::copy(c[t], c[t] + KL, cb + t * KL), c[t] = cb + t * KL;
-          act_fwd_n<A>(T.act, cb, nt * KL);
-        }
-        if (from_dram)  // the next tile's rows of Y, each (token, level) row that its left neighbour does not share
-          for (int64_t t = i + nt; t < std::min<int64_t>(n, i + nt + kTile); ++t)
-            for (int64_t j = 0; j < KL; ++j) {
-              const int64_t r = R[tok[t] * KL + j];
-              if (t > i + nt && R[tok[t - 1] * KL + j] == r) continue;
-              const char* p = reinterpret_cast<const char*>(T.Y + r * T.nOut);
-              for (int64_t q = 0; q < row_bytes; q += 64) __builtin_prefetch(p + q, 0, 2);
-            }
-        combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, stream, by_token);
-      });
-    };
-    if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
-    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish, from_dram);
+    for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
+      constexpr int nt = decltype(ntc)::value;
+      S* out[nt];
+      const int64_t* rows[nt];
+      const A* c[nt];
+      for (int t = 0; t < nt; ++t) {
+        const int64_t tk = tok[i + t];
+        out[t] = y0 + tk * T.nOut, rows[t] = R + tk * KL, c[t] = Z + tk * KL;
+      }
+      if (T.act != fff::kIdentity) {
+        for (int t = 0; t < nt; ++t) std::copy(c[t], c[t] + KL, cb + t * KL), c[t] = cb + t * KL;
+        act_fwd_n<A>(T.act, cb, nt * KL);
+      }
+      if (plan.from_dram)  // the next tile's rows of Y, each (token, level) row that its left neighbour does not share
+        for (int64_t t = i + nt; t < std::min<int64_t>(n, i + nt + kTile); ++t)
+          for (int64_t j = 0; j < KL; ++j) {
+            const int64_t r = R[tok[t] * KL + j];
+            if (t > i + nt && R[tok[t - 1] * KL + j] == r) continue;
+            const char* p = reinterpret_cast<const char*>(T.Y + r * T.nOut);
+            for (int64_t q = 0; q < row_bytes; q += 64) __builtin_prefetch(p + q, 0, 2);
+          }
+      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, plan.stream, plan.by_token);
+    });
+  }
+};
+
+
+// Forward on nth > 1 threads that split the tree, not the batch: all threads walk the top levels [0, ls) of a tree
+// for a slice of the batch each; the tokens are then sorted by their node at level ls, and each thread finishes the
+// tokens in its share (B / nth) of the sorted batch. So most rows below level ls are read by one core only (those of
+// a subtree whose tokens straddle two shares by two), for about nth times as many tokens per node as a thread
+// holding a slice of the batch would see: at UltraFastBERT's B=4096 on 2 threads a core reads ~11 MiB of tree rows
+// per call instead of ~20 (half the batch visits almost the whole tree). Returns false (nothing done) where the
+// batch is not in its range (splits_tree, fff_cpu.h): below 2 MiB of x per thread, a thread's slice of x mostly
+// stays in its caches between the top levels and the rest, and the other threads' tokens would not (-4 to -11% at
+// UltraFastBERT's B=1024 on 2 threads); from 2 tokens per node of the last level per thread (B >= nth 2^L), the
+// tiles of a thread's slice already share most deep rows, and the extra stage, the serial sort and x fetched from
+// the other core's cache cost more than the rows saved (-2 to -6% at B=8192). In between, +4 to +13% at B=2048 to
+// 6144 on 2 threads (version 14).
+// y is the same, bit for bit, as on one thread: each token's sums are the same, whichever thread makes them.
+template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const S* x, S* y, int64_t B, int nth) {
+  if (!splits_tree(B, T.nIn * (int64_t)sizeof(S), T.L, nth)) return false;
+  const int64_t KL = T.K * T.L;
+  Scratch<S, A>& s0 = scratch<S, A>();  // the calling thread's; its Router below uses s0's other vectors
+  int64_t *R = grow(s0.Rs, B * KL), *node = grow(s0.nodes, B), *perm = grow(s0.perms, B), *tmp = grow(s0.tmps, B);
+  A* Z = grow(s0.Zs, B * KL);
+  Router<S, A, kTile, S> r0(T, x, B, R, Z, node, perm, tmp, s0);
+  const int si = 1, ls = r0.bounds[si];  // split at the first stage boundary (level 3, or Ts < 3; L > ls as L >= 2)
+  const int64_t parts = int64_t(1) << ls;
+  int64_t* off = grow(s0.offs, parts + 1);
+  const ForwardPlan plan(T, B / nth);
+  for (int64_t k = 0; k < T.K; ++k) {
+    for (int64_t i = 0; i < B; ++i) node[i] = 0, perm[i] = i;
+    at::parallel_for(0, B, token_grain(ls * T.nIn), [&](int64_t b0, int64_t b1) {
+      Router<S, A, kTile, S> r(T, x, B, R, Z, node, perm, tmp, scratch<S, A>());
+      r.k = k;
+      r.walk_tiles(0, ls, perm + b0, b1 - b0, false);
+    });
+    r0.k = k;
+    r0.sort_by_node(0, 0, ls, perm, B, off);
+    at::parallel_for(0, nth, 1, [&](int64_t t0, int64_t t1) {
+      Scratch<S, A>& s = scratch<S, A>();
+      Router<S, A, kTile, S> r(T, x, B, R, Z, node, perm, tmp, s);
+      r.k = k, r.from_dram = plan.from_dram;
+      const Finish<S, A> finish{T, y, R, Z, s, plan};
+      const int64_t lo = t0 * B / nth, hi = t1 * B / nth;  // this thread's share of the sorted tokens
+      for (int64_t j = 0; j < parts; ++j) {  // the subtrees with tokens in it (one with more is shared with a neighbour)
+        const int64_t a = std::max(lo, off[j]), n = std::min(hi, off[j + 1]) - a;
+        if (n <= 0) continue;
+        if (k + 1 < T.K) r.run(si, parts - 1 + j, perm + a, n, [](const int64_t*, int64_t) {});
+        else r.run(si, parts - 1 + j, perm + a, n, finish);
+      }
 #ifdef FFF_X86
-    if (stream) _mm_sfence();  // order the non-temporal stores before the op returns
+      if (plan.stream) _mm_sfence();  // order this thread's non-temporal stores before the op returns
+#endif
+    });
+  }
+  return true;
+}
+
+template <typename S, typename A>
+void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
+  const int nth = at::get_num_threads();
+  if (nth > 1 && !at::in_parallel_region() && forward_split<S, A>(T, x, y, B, nth)) return;
+  const int64_t KL = T.K * T.L;
+  at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
+    Scratch<S, A>& s = scratch<S, A>();
+    const int64_t M = b1 - b0;
+    int64_t* R = grow(s.R, M * KL);
+    A* Z = grow(s.Z, M * KL);
+    const Finish<S, A> finish{T, y + b0 * T.nOut, R, Z, s, ForwardPlan(T, M)};
+    if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
+    else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish, finish.plan.from_dram);
+#ifdef FFF_X86
+    if (finish.plan.stream) _mm_sfence();  // order the non-temporal stores before the op returns
 #endif
   });
 }
