@@ -14,9 +14,9 @@ from .ultrafastbert import UltraFFF
 
 # %% auto 0
 __all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'interleaved_medians',
-           'cpu_name', 'env_info', 'keep_freed_memory', 'malloc_mode', 'record_results', 'load_results', 'fff_backends',
-           'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders', 'near_ties',
-           'assert_close_but_ties', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
+           'cpu_name', 'env_info', 'keep_freed_memory', 'release_freed_memory', 'malloc_mode', 'record_results',
+           'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
+           'near_ties', 'assert_close_but_ties', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
            'compare_ufb', 'format_table', 'memory_table', 'memory_isolated', 'plot_speedup', 'read_bandwidth',
            'visited_bytes', 'check_targets', 'format_targets', 'page_faults', 'main']
 
@@ -95,6 +95,15 @@ def keep_freed_memory() -> bool:
           and libc.mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_TRIM_THRESHOLD_'])) == 1)
     if ok: _MALLOC['mode'] = 'keep freed memory'
     return ok
+
+def release_freed_memory() -> bool:
+    "Give the freed memory glibc keeps back to the system now (`malloc_trim`), e.g. after building big contenders; False where that is not possible."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
+    except OSError: return False
+    if not hasattr(libc, 'malloc_trim'): return False
+    libc.malloc_trim(0)
+    return True
 
 def malloc_mode() -> str:
     "The allocator setting of this process: 'keep freed memory' or 'allocator defaults'."
@@ -189,7 +198,12 @@ def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, one
     if onednn and mode == 'forward' and dtype == torch.float32: mods['nn.Linear oneDNN'] = to_onednn(lin)
     ref = FFF(nIn, nOut, depth, backend='torch', dtype=dtype)
     for b in backends or fff_backends():
-        m = FFF(nIn, nOut, depth, backend=b, dtype=dtype); m.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = m
+        if mode == 'forward':  # share the reference's tree, built on no memory (a 2^14 x 2^14 tree is 2 GiB: a copy
+            m = FFF(nIn, nOut, depth, backend=b, dtype=dtype, device='meta')  # per backend took the full run past 24 GiB)
+            m.load_state_dict(ref.state_dict(), assign=True); m.node_visits = torch.zeros_like(ref.node_visits)
+        else: m = FFF(nIn, nOut, depth, backend=b, dtype=dtype); m.load_state_dict(ref.state_dict())
+        mods[f'FFF {b}'] = m
+    release_freed_memory()  # the reference's construction temporaries (see `release_freed_memory`)
     return mods
 
 # %% ../nbs/08_bench_layer.ipynb
