@@ -84,25 +84,27 @@ def env_info(device='cpu', dtype=torch.float32) -> dict:
 KEEP_FREED_MEMORY = {'MALLOC_MMAP_THRESHOLD_': str(2**30), 'MALLOC_TRIM_THRESHOLD_': str(2**31)}  # glibc: reuse, don't unmap
 _MALLOC = {'mode': 'keep freed memory' if all(os.environ.get(k) == v for k, v in KEEP_FREED_MEMORY.items()) else 'allocator defaults'}
 
+def _libc_fn(name:str):
+    "The C library's function `name` (glibc's `mallopt`, `malloc_trim`), or None where there is none."
+    import ctypes, ctypes.util
+    try: return getattr(ctypes.CDLL(ctypes.util.find_library('c')), name, None)
+    except OSError: return None
+
 def keep_freed_memory() -> bool:
     "Make glibc keep freed memory for reuse in this process (the `KEEP_FREED_MEMORY` thresholds, via `mallopt`); False where that is not possible."
-    import ctypes, ctypes.util
-    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
-    except OSError: return False
-    if not hasattr(libc, 'mallopt'): return False
+    mallopt = _libc_fn('mallopt')
+    if mallopt is None: return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    ok = (libc.mallopt(M_MMAP_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_MMAP_THRESHOLD_'])) == 1
-          and libc.mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_TRIM_THRESHOLD_'])) == 1)
+    ok = (mallopt(M_MMAP_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_MMAP_THRESHOLD_'])) == 1
+          and mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY['MALLOC_TRIM_THRESHOLD_'])) == 1)
     if ok: _MALLOC['mode'] = 'keep freed memory'
     return ok
 
 def release_freed_memory() -> bool:
     "Give the freed memory glibc keeps back to the system now (`malloc_trim`), e.g. after building big contenders; False where that is not possible."
-    import ctypes, ctypes.util
-    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
-    except OSError: return False
-    if not hasattr(libc, 'malloc_trim'): return False
-    libc.malloc_trim(0)
+    malloc_trim = _libc_fn('malloc_trim')
+    if malloc_trim is None: return False
+    malloc_trim(0)
     return True
 
 def malloc_mode() -> str:

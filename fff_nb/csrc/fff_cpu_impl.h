@@ -271,19 +271,18 @@ template <typename S, typename A> struct Finish {
   }
 };
 
-
 // Forward on nth > 1 threads that split the tree, not the batch: all threads walk the top levels [0, ls) of a tree
 // for a slice of the batch each; the tokens are then sorted by their node at level ls, and each thread finishes the
 // tokens in its share (B / nth) of the sorted batch. So most rows below level ls are read by one core only (those of
 // a subtree whose tokens straddle two shares by two), for about nth times as many tokens per node as a thread
-// holding a slice of the batch would see: at UltraFastBERT's B=4096 on 2 threads a core reads ~11 MiB of tree rows
-// per call instead of ~20 (half the batch visits almost the whole tree). Returns false (nothing done) where the
+// holding a slice of the batch would see: at UltraFastBERT's B=4096 on 2 threads a core reads ~12.5 MiB of tree rows
+// per call instead of ~18.4 (half the batch visits almost the whole tree; 02_ops counts them). Returns false (nothing done) where the
 // batch is not in its range (splits_tree, fff_cpu.h): below 2 MiB of x per thread, a thread's slice of x mostly
 // stays in its caches between the top levels and the rest, and the other threads' tokens would not (-4 to -11% at
 // UltraFastBERT's B=1024 on 2 threads); from 2 tokens per node of the last level per thread (B >= nth 2^L), the
 // tiles of a thread's slice already share most deep rows, and the extra stage, the serial sort and x fetched from
-// the other core's cache cost more than the rows saved (-2 to -6% at B=8192). In between, +4 to +13% at B=2048 to
-// 6144 on 2 threads (version 14).
+// the other core's cache cost more than the rows saved (-2 to -6% at B=8192; both losses in throwaway builds without this range). In
+// between, +1 to +11% at B=2048 to 6144 on 2 threads in 02_ops' stored side-by-side run (version 14).
 // y is the same, bit for bit, as on one thread: each token's sums are the same, whichever thread makes them.
 template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const S* x, S* y, int64_t B, int nth) {
   if (!splits_tree(B, T.nIn * (int64_t)sizeof(S), T.L, nth)) return false;
