@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_distributed.ipynb 1
 from __future__ import annotations
-import os, sys, socket, tempfile, time, datetime, importlib, math, multiprocessing
+import os, sys, signal, socket, faulthandler, tempfile, time, datetime, importlib, math, multiprocessing
 from pathlib import Path
 from typing import Callable
 import torch
@@ -61,6 +61,7 @@ def rank_size() -> tuple[int, int]:
 def _run_rank(rank, fn, args, world_size, port, out, pg_timeout_s, threads):
     log = os.open(Path(out) / f'{rank}.log', os.O_WRONLY | os.O_CREAT)  # keep the children's chatter out of the caller's output
     os.dup2(log, 1); os.dup2(log, 2)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `launch` asks a rank that ran past its time where it is
     torch.set_num_threads(threads)
     init_process(rank, world_size, port, timeout_s=pg_timeout_s)
     try:
@@ -87,6 +88,18 @@ def _importable(fn:Callable) -> Callable:
 FORKSERVER_PRELOAD = ['fff_nb.distributed', 'torch._dynamo', 'sklearn.datasets',
                       'fff_nb.ops', 'fff_nb.ultrafastbert', 'fff_nb.leaf', 'fff_nb.variants']  # (missing ones are skipped)
 
+def _log_tails(out, world_size:int, n:int=15) -> str:
+    "The last `n` lines each rank wrote to its log in directory `out`."
+    logs = [(r, Path(out) / f'{r}.log') for r in range(world_size)]
+    return ''.join(f"--- rank {r} output (last lines) ---\n" + '\n'.join(p.read_text(errors='replace').splitlines()[-n:]) + '\n'
+                   for r, p in logs if p.exists() and p.stat().st_size)
+
+def _dump_stacks(procs, wait_s:float=1.):
+    "Have each live rank write every thread's Python stack to its log (`faulthandler`, registered by `_run_rank`)."
+    for p in procs:
+        if p.is_alive(): os.kill(p.pid, signal.SIGUSR1)
+    time.sleep(wait_s)
+
 def launch(fn:Callable,               # importable function run on every rank as `fn(*args)`
            *args,
            world_size:int=2,          # processes
@@ -104,12 +117,11 @@ def launch(fn:Callable,               # importable function run on every rank as
         deadline = time.monotonic() + timeout_s
         try:
             while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
-                if time.monotonic() >= deadline: raise TimeoutError(f"{fn.__name__} ran past {timeout_s}s on {world_size} processes")
-        except Exception:
-            for r in range(world_size):
-                p = Path(out) / f'{r}.log'
-                if p.exists() and p.stat().st_size: sys.stderr.write(f"--- rank {r} output (last lines) ---\n" + '\n'.join(p.read_text().splitlines()[-15:]) + '\n')
-            raise
+                if time.monotonic() >= deadline:
+                    _dump_stacks(ctx.processes)
+                    raise TimeoutError(f"{fn.__name__} ran past {timeout_s}s on {world_size} processes\n" + _log_tails(out, world_size, 60))
+        except TimeoutError: raise
+        except Exception: sys.stderr.write(_log_tails(out, world_size)); raise
         finally:
             for p in ctx.processes:
                 if p.is_alive(): p.kill()
