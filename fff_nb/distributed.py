@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_distributed.ipynb 1
 from __future__ import annotations
-import os, sys, signal, socket, faulthandler, tempfile, time, datetime, importlib, math, multiprocessing
+import os, sys, gc, signal, socket, faulthandler, tempfile, time, datetime, importlib, math, multiprocessing
 from pathlib import Path
 from typing import Callable
 import torch
@@ -50,8 +50,10 @@ def init_process(rank:int|None=None,       # this process's rank; None: read tor
     return dist.get_rank(), dist.get_world_size()
 
 def cleanup():
-    "Leave the default process group if this process is in one."
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    "Leave the default process group if this process is in one, first freeing unreachable DDP models (see below)."
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a DDP reducer left in a reference cycle holds the group: collected after it, it destroys the group
+        dist.destroy_process_group()  # under the GIL, which a gloo worker may need to finish: a deadlock, seen in CI
 
 def rank_size() -> tuple[int, int]:
     "`(rank, world_size)` of this process; `(0, 1)` outside a process group."
@@ -119,7 +121,7 @@ def launch(fn:Callable,               # importable function run on every rank as
             while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
                 if time.monotonic() >= deadline:
                     _dump_stacks(ctx.processes)
-                    raise TimeoutError(f"{fn.__name__} ran past {timeout_s}s on {world_size} processes\n" + _log_tails(out, world_size, 60))
+                    raise TimeoutError(f"{fn.__name__} ran past {timeout_s}s on {world_size} processes\n" + _log_tails(out, world_size, 100))
         except TimeoutError: raise
         except Exception: sys.stderr.write(_log_tails(out, world_size)); raise
         finally:

@@ -4,7 +4,8 @@
 
 # %% ../nbs/02_ops.ipynb 1
 from __future__ import annotations
-import hashlib
+import hashlib, warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 import torch
@@ -12,8 +13,8 @@ from torch import Tensor, nn
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
-__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build', 'build_variant', 'load_library', 'register_tree_autograd',
-           'tree_forward', 'tree_backward', 'load', 'rand_tree', 'leaf_forward']
+__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build_lock', 'build', 'build_variant', 'load_library',
+           'register_tree_autograd', 'tree_forward', 'tree_backward', 'load', 'rand_tree', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -28,6 +29,24 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
     return f"{prefix}_{h.hexdigest()[:10]}"
 
 # %% ../nbs/02_ops.ipynb
+@contextmanager
+def build_lock(name:str):
+    "Hold an exclusive `flock` on the build directory of extension `name` (yielded); a torch build baton found there is stale: removed."
+    from torch.utils.cpp_extension import _get_build_directory
+    d = Path(_get_build_directory(name, verbose=False))
+    try: import fcntl
+    except ImportError: yield d; return  # (no flock: torch's baton alone)
+    with open(d / 'fff_nb.flock', 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)    # the OS releases it if this process dies, unlike torch's baton file
+        try:
+            if (d / 'lock').exists():    # every builder of `name` holds the flock: a baton here outlived its process
+                warnings.warn(f"removing {d / 'lock'}, left by a build of {name!r} that was killed", RuntimeWarning)
+                (d / 'lock').unlink(missing_ok=True)
+            yield d
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# %% ../nbs/02_ops.ipynb
 def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|None=None):
     "Compile (or load from the cache) the C++ kernels in `sources` (with `-D` `defines`), registering their ops in `torch.ops` (none with `FFF_BINDING_ONLY`); returns the Python module."
     from torch.utils.cpp_extension import load
@@ -36,8 +55,9 @@ def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|Non
     flags = [f'-D{k}={v}' for k, v in sorted((defines or {}).items())]
     if name is None:
         name = ext_name(sources) + (f"_{hashlib.sha256(' '.join(flags).encode()).hexdigest()[:6]}" if flags else '')
-    return load(name=name, sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS + flags,
-                extra_ldflags=['-fopenmp'], verbose=verbose)
+    with build_lock(name) as d:
+        return load(name=name, sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS + flags,
+                    extra_ldflags=['-fopenmp'], build_directory=str(d), verbose=verbose)
 
 
 # %% ../nbs/02_ops.ipynb
