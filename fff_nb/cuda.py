@@ -39,11 +39,13 @@ def build(verbose:bool=False) -> str:
         why = cuda_unavailable()
         if why: raise RuntimeError(f"the CUDA kernels cannot be built: {why}")
         from torch.utils.cpp_extension import load
-        from fff_nb.ops import CSRC, ext_name, load_library
+        from fff_nb.ops import CSRC, ext_name, load_library, build_lock
         load_library()  # declares fff_nb::tree_forward/tree_backward and registers their autograd
         src = CSRC / 'fff_cuda.cu'
-        _STATE['lib'] = load(name=ext_name([src], 'fff_nb_cuda'), sources=[str(src)], extra_include_paths=[str(CSRC)],
-                             extra_cuda_cflags=CUDA_CFLAGS, is_python_module=False, verbose=verbose)
+        name = ext_name([src], 'fff_nb_cuda')
+        with build_lock(name) as d:  # (02_ops: a build killed midway does not block later ones)
+            _STATE['lib'] = load(name=name, sources=[str(src)], extra_include_paths=[str(CSRC)], extra_cuda_cflags=CUDA_CFLAGS,
+                                 is_python_module=False, build_directory=str(d), verbose=verbose)
     except Exception as e: _STATE['error'] = e; raise
     return _STATE['lib']
 
