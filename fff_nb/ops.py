@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
@@ -116,15 +116,6 @@ def _register_python_parts():
     torch.library.register_fake('fff_nb::leaf_forward')(_fake_leaf_forward)  # (the leaf op below: inference only)
 
 # %% ../nbs/02_ops.ipynb
-_PLAIN = (Tensor, nn.Parameter)
-
-def _plain(x, X, Y, b) -> bool:
-    "Whether the tensors are plain `Tensor`s or `Parameter`s (a subclass may override `__torch_function__`) and no `torch.compile` is tracing."
-    return (type(x) in _PLAIN and type(X) in _PLAIN and type(Y) in _PLAIN and (b is None or type(b) in _PLAIN)
-            and not torch.compiler.is_compiling())
-
-
-# %% ../nbs/02_ops.ipynb
 def _check_args(x:Tensor, X:Tensor, n_trees, act) -> int:
     "Check `x` as the torch backend does, and the scalar arguments; returns the `act` code."
     check_input(x, X)
@@ -141,8 +132,8 @@ def tree_forward(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1
     if type(n_trees) is not int: n_trees = check_positive_int('n_trees', n_trees)
     try:
         a = ACTS[act]
-        if _plain(x, X, Y, b):
-            y = _DIRECT(x, X, Y, b, n_trees, a)  # None when a gradient, a dispatch mode or a functorch transform needs the dispatcher
+        if not torch.compiler.is_compiling():  # (a traced call must reach the graph as the op)
+            y = _DIRECT(x, X, Y, b, n_trees, a)  # None when a subclass, a gradient, a dispatch mode or a functorch transform needs the dispatcher
             if y is not None: return y
         return _FWD(x, X, Y, b, n_trees, a)
     except Exception:

@@ -16,6 +16,7 @@
 #include <ATen/EmptyTensor.h>
 #include <ATen/OpMathType.h>
 #include <torch/csrc/utils/pybind.h>
+#include <torch/csrc/autograd/python_variable.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
@@ -178,8 +179,18 @@ TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
 
 namespace fff_nb {
 
+// Whether `h` is exactly a Tensor or a Parameter: a subclass may override `__torch_function__` or
+// `__torch_dispatch__`, and must see the call through the dispatcher. (Types are compared, not looked up: ~10 ns.)
+static bool plain_tensor(pybind11::handle h) {
+  static const PyTypeObject* const parameter =
+      reinterpret_cast<PyTypeObject*>(pybind11::object(pybind11::module_::import("torch.nn").attr("Parameter")).release().ptr());
+  const PyTypeObject* t = Py_TYPE(h.ptr());
+  return t == reinterpret_cast<PyTypeObject*>(THPVariableClass) || t == parameter;
+}
+
 // Whether a forward may skip the dispatcher: no gradient to record, no dispatch mode (FakeTensorMode, ...) and no
-// functorch transform active, CPU tensors. (Tensor subclasses and torch.compile are the Python caller's to check.)
+// functorch transform active, CPU tensors. (Tensor subclasses are `plain_tensor`'s to check, torch.compile the
+// Python caller's.)
 static bool direct_ok(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b) {
   if (c10::GradMode::is_enabled() && (x.requires_grad() || X.requires_grad() || Y.requires_grad() || (b && b->requires_grad())))
     return false;
@@ -199,8 +210,14 @@ static int64_t forward_work(const at::Tensor& x, const at::Tensor& X, const at::
 // The eager inference entry point: the CPU kernel without the dispatcher, or None when `direct_ok` says the call
 // must go through it. The GIL is released only for calls long enough (>= ~2^20 multiply-adds, tens of us) for
 // another Python thread to use it; releasing and taking it back costs ~0.1 us, 2% of a batch-8 call.
-static pybind11::object tree_forward_direct(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y,
-                                            const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
+static pybind11::object tree_forward_direct(pybind11::handle x_, pybind11::handle X_, pybind11::handle Y_,
+                                            pybind11::handle b_, int64_t n_trees, int64_t act) {
+  if (!plain_tensor(x_) || !plain_tensor(X_) || !plain_tensor(Y_) || !(b_.is_none() || plain_tensor(b_)))
+    return pybind11::none();
+  const at::Tensor& x = THPVariable_Unpack(x_.ptr());
+  const at::Tensor& X = THPVariable_Unpack(X_.ptr());
+  const at::Tensor& Y = THPVariable_Unpack(Y_.ptr());
+  const std::optional<at::Tensor> b = b_.is_none() ? std::nullopt : std::optional<at::Tensor>(THPVariable_Unpack(b_.ptr()));
   if (!direct_ok(x, X, Y, b)) return pybind11::none();
   if (forward_work(x, X, Y, n_trees) < (int64_t(1) << 20)) return pybind11::cast(tree_forward_cpu(x, X, Y, b, n_trees, act));
   at::Tensor y;
