@@ -10,7 +10,14 @@ step() { echo; echo "== $* ($(( $(date +%s) - t0 ))s)"; }
 step "environment: $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 . "$VENV/bin/activate"
-pip install -q --disable-pip-version-check -e ".[dev,triton,jax]" 2>&1 | grep -v "is ignored" || true
+# pip's own output, progress included; a failed install stops the script with pip's error (pipefail). Only the
+# "Location ... is ignored" notes about empty local index folders, which some machines' pip settings print, are dropped.
+pip_install() { { pip install --disable-pip-version-check "$@" 2>&1; } | { grep -v "' is ignored: it is neither a file nor a directory" || true; }; }
+# torch first, unless the venv has one: the release CI tests (FFF_TORCH overrides it). On Linux PyPI serves the CUDA
+# build; FFF_TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU-only build from PyTorch's own index.
+if python -c "import torch" 2>/dev/null; then echo "keeping the venv's torch $(python -c 'import torch; print(torch.__version__)')"
+else pip_install "${FFF_TORCH:-torch==2.13.0}" ${FFF_TORCH_INDEX:+--index-url "$FFF_TORCH_INDEX"}; fi
+pip_install -e ".[dev,triton,jax]"
 python -c "import torch, nbdev, fff_nb; print('torch', torch.__version__, '| nbdev', nbdev.__version__, '| fff_nb', fff_nb.__version__)"
 
 step "notebooks and library in sync (nbdev_export, nbdev_clean)"
