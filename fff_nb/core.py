@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto 0
-__all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES', 'INITS',
-           'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit', 'check_tree_size', 'check_input',
-           'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive', 'fff_naive', 'Backend',
-           'register_backend', 'load_backend', 'resolve_backend', 'backend_for', 'batch_input', 'init_tree_',
-           'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
+__all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES',
+           'INSTALL_HINTS', 'INITS', 'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit',
+           'check_tree_size', 'check_input', 'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive',
+           'fff_naive', 'Backend', 'register_backend', 'load_backend', 'resolve_backend', 'backend_for', 'batch_input',
+           'init_tree_', 'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -163,14 +163,22 @@ _FOR_CPU: dict = {}   # name -> (fn, checks_input) that `backend_for` chose for 
 register_backend('torch', lambda: tree_torch, devices=('cpu', 'cuda', 'mps', 'xpu', 'meta'))
 
 # modules that register a backend when imported, and the order "auto" tries them in per device type
-BACKEND_MODULES = {'cpp': 'fff_nb.ops', 'cuda': 'fff_nb.cuda', 'triton': 'fff_nb.triton'}
+BACKEND_MODULES = {'cpp': 'fff_nb.ops', 'cuda': 'fff_nb.cuda', 'triton': 'fff_nb.triton', 'jax': 'fff_nb.jax'}
 AUTO_ORDER = {'cpu': ('cpp', 'torch'), 'cuda': ('cuda', 'triton', 'torch')}
 BACKEND_NAMES = ('auto', 'torch', *BACKEND_MODULES)
+# what to do when a backend's module cannot be imported (the optional extras of setup.py)
+INSTALL_HINTS = {'triton': "pip install 'fff_nb[triton]'", 'jax': "pip install 'fff_nb[jax]'"}
 
 # %% ../nbs/00_core.ipynb
 def _register_module(name:str):
     "Import the module that registers backend `name`, if it is not registered yet (raises what the import raises)."
     if name not in BACKENDS and name in BACKEND_MODULES: importlib.import_module(BACKEND_MODULES[name])
+
+def _why(name:str, e:Exception) -> str:
+    "The cause of `e` in one line, with the fix for a missing optional dependency."
+    if isinstance(e, ImportError) and name in INSTALL_HINTS and INSTALL_HINTS[name] not in str(e):
+        return f"{e} (install it with: {INSTALL_HINTS[name]})"
+    return (str(e).strip().splitlines() or [type(e).__name__])[0] if str(e).strip() else type(e).__name__
 
 def load_backend(name:str):
     "The forward function of backend `name`, building it on first use; raises `RuntimeError` saying why if it can't."
@@ -181,32 +189,42 @@ def load_backend(name:str):
             _LOADED[name] = BACKENDS[name].load()
         except Exception as e: _LOADED[name] = e
     r = _LOADED[name]
-    if isinstance(r, Exception): raise RuntimeError(f"FFF backend {name!r} is unavailable: {type(r).__name__}: {r}") from r
+    if isinstance(r, Exception): raise RuntimeError(f"FFF backend {name!r} cannot run: {_why(name, r)}") from r
     return r
+
 
 # %% ../nbs/00_core.ipynb
 _WARNED = set()
 
 def resolve_backend(name:str, device:torch.device) -> tuple[str, Callable]:
-    "`(name, fn)` of the backend that runs `name` on `device`: `'auto'` takes the first that loads, a failure falls back to torch."
+    "`(name, fn)` of the backend that runs `name` on `device`: an explicit backend that cannot run raises; `'auto'` takes the first that loads, warning once per backend it skips."
     if name not in BACKEND_NAMES: raise ValueError(f"`backend` must be one of {BACKEND_NAMES}, got {name!r}")
     hit = _RESOLVED.get((name, device))
     if hit is not None and _LOADED.get(hit[0]) is hit[1]: return hit
     dt = device.type
-    try: _register_module(name)  # its devices decide below, whether or not this is the first call
-    except Exception: pass       # (a module that cannot be imported: `load_backend` says why, and torch takes over)
-    if name != 'auto' and dt not in BACKENDS.get(name, Backend(name, None, (dt,))).devices:
-        raise ValueError(f"backend {name!r} cannot run on {dt} tensors (it supports {BACKENDS[name].devices})")
-    for cand in (AUTO_ORDER.get(dt, ('torch',)) if name == 'auto' else (name,)):
+    if name != 'auto':
+        _register_module_or_raise(name)
+        if dt not in BACKENDS[name].devices:
+            raise ValueError(f"backend {name!r} cannot run on {dt} tensors (it supports {BACKENDS[name].devices})")
+        r = _RESOLVED[(name, device)] = name, load_backend(name)
+        return r
+    for cand in AUTO_ORDER.get(dt, ('torch',)):
+        try: _register_module(cand)
+        except Exception: pass  # (`load_backend` says why)
         if cand in BACKENDS and dt not in BACKENDS[cand].devices: continue
         try:
             r = _RESOLVED[(name, device)] = cand, load_backend(cand)
             return r
         except RuntimeError as e:
-            key = (cand, dt)
-            if (name != 'auto' or cand in BACKENDS) and key not in _WARNED:
-                _WARNED.add(key); warnings.warn(f"{e}; falling back to the 'torch' backend", RuntimeWarning, stacklevel=3)
+            if (cand, dt) not in _WARNED:
+                _WARNED.add((cand, dt)); warnings.warn(f"{e}\n'auto' uses the 'torch' backend instead", RuntimeWarning, stacklevel=3)
     return 'torch', tree_torch
+
+def _register_module_or_raise(name:str):
+    try: _register_module(name)
+    except Exception as e: raise RuntimeError(f"FFF backend {name!r} cannot run: {_why(name, e)}") from e
+    if name not in BACKENDS: raise RuntimeError(f"FFF backend {name!r} cannot run: {BACKEND_MODULES[name]} registered no such backend")
+
 
 # %% ../nbs/00_core.ipynb
 _CPU = torch.device('cpu')
@@ -393,13 +411,27 @@ def _load_from_state_dict(self:FFF, state_dict, prefix, *args, **kwargs):
 FFF._load_from_state_dict = _load_from_state_dict
 
 # %% ../nbs/00_core.ipynb
+def _tree_shape(X, Y, names:str) -> int:
+    "The depth of the tree whose rows are `X` and `Y`, or a `ValueError` saying what in the checkpoint does not match."
+    for k, t in zip(names.split(), (X, Y)):
+        if not isinstance(t, Tensor) or t.dim() != 2:
+            raise ValueError(f"checkpoint `{k}` must be a 2-D tensor (nodes, width), got {type(t).__name__} {tuple(getattr(t, 'shape', ()))}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"checkpoint `{names.split()[0]}` has {X.shape[0]} nodes but `{names.split()[1]}` has {Y.shape[0]}: they must be the same tree")
+    try: return tree_depth(X.shape[0])
+    except ValueError: raise ValueError(f"checkpoint `{names.split()[0]}` has {X.shape[0]} rows, not 2**depth - 1 for any depth: not an FFF tree") from None
+
 @classmethod
 def _from_state_dict(cls, state_dict:dict, **kwargs) -> FFF:
     "A `FFF` shaped and loaded from `state_dict` (keys `X`/`Y`, or sap-ient's older `w1s`/`w2s`)."
-    X = state_dict.get('X', state_dict.get('w1s')); Y = state_dict.get('Y', state_dict.get('w2s'))
+    names = 'X Y' if 'X' in state_dict else 'w1s w2s'
+    X, Y = (state_dict.get(k) for k in names.split())
     if X is None or Y is None: raise KeyError(f"expected keys 'X' and 'Y' (or 'w1s' and 'w2s'), got {list(state_dict)}")
-    m = cls(X.shape[1], Y.shape[1], tree_depth(X.shape[0]), dtype=X.dtype, **kwargs)
+    depth = _tree_shape(X, Y, names)
+    if X.dtype != Y.dtype: raise ValueError(f"checkpoint `{names.split()[0]}` is {X.dtype} but `{names.split()[1]}` is {Y.dtype}")
+    m = cls(X.shape[1], Y.shape[1], depth, dtype=X.dtype, **kwargs)
     m.load_state_dict(state_dict)
     return m
 
 FFF.from_state_dict = _from_state_dict
+
