@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 # %% auto 0
-__all__ = ['IDX_TYPES', 'MNIST_FILES', 'MNIST_DIRS', 'CIFAR_FILES', 'DATASETS', 'Data', 'normalise', 'load_digits_data',
-           'read_idx', 'write_idx', 'data_root', 'find_files', 'load_mnist', 'write_fake_mnist', 'read_cifar_batch',
-           'load_cifar10', 'write_fake_cifar10', 'load_data']
+__all__ = ['IDX_TYPES', 'MNIST_FILES', 'MNIST_DIRS', 'CIFAR_GLOBALS', 'CIFAR_FILES', 'DATASETS', 'Data', 'normalise',
+           'load_digits_data', 'read_idx', 'write_idx', 'data_root', 'find_files', 'load_mnist', 'write_fake_mnist',
+           'read_cifar_batch', 'load_cifar10', 'write_fake_cifar10', 'load_data']
 
 # %% ../nbs/09a_data.ipynb
 class Data:
@@ -116,20 +116,56 @@ def write_fake_mnist(root, n_train:int=20, n_test:int=10, gz:bool=True, subdir:s
     return arrs
 
 # %% ../nbs/09a_data.ipynb
+def _latin1(text, encoding='utf-8', errors='strict') -> bytes:
+    "`_codecs.encode` as Python 3 pickles `bytes` under protocols 0-2, `encode(text, 'latin1')`; any other use is refused."
+    if not isinstance(text, str) or str(encoding).lower().replace('-', '').replace('_', '') != 'latin1':
+        raise pickle.UnpicklingError(f"_codecs.encode is admitted only as encode(str, 'latin1'), got encode({type(text).__name__}, {encoding!r})")
+    return text.encode('latin1')
+
+_NP_RECONSTRUCT, _NP_FROMBUFFER = np.zeros(1).__reduce__()[0], np.zeros(1).__reduce_ex__(5)[0]  # under numpy 1.x and 2.x alike
+CIFAR_GLOBALS = {  # (module, name) as a pickle names them -> the object the unpickler gets
+    **{(m, '_reconstruct'): _NP_RECONSTRUCT for m in ('numpy.core.multiarray', 'numpy._core.multiarray')},
+    **{(m, '_frombuffer'): _NP_FROMBUFFER for m in ('numpy.core.numeric', 'numpy._core.numeric')},
+    ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype, ('_codecs', 'encode'): _latin1}
+
+class _CifarUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict (see below)
+    "Unpickles a CIFAR batch: resolves only `CIFAR_GLOBALS`, so loading calls no other function and builds no other class."
+    def find_class(self, module, name):
+        if (module, name) not in CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name} (a CIFAR-10 batch holds only numpy arrays, lists, bytes and ints)")
+        return CIFAR_GLOBALS[module, name]
+
+# %% ../nbs/09a_data.ipynb
 CIFAR_FILES = tuple(f'data_batch_{i}' for i in range(1, 6)) + ('test_batch',)
 
+def _unpickle_cifar(path):
+    "The object pickled in `path`, through `_CifarUnpickler`; any failure is a `ValueError` naming the file."
+    with _open(path) as f:
+        try: return _CifarUnpickler(f, encoding='bytes').load()
+        except Exception as e:  # a refused global, bad opcodes, truncation, a MemoryError from a huge length field, ...
+            bad_op = isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], int)  # the pure-Python unpickler's unknown opcode
+            why = f"invalid load key {bytes(e.args[:1])!r}" if bad_op else f"{type(e).__name__}: {e}"
+            raise ValueError(f"{path} is not a CIFAR-10 batch (a python pickle of numpy arrays and lists): {why}") from e
+
+def _describe(a) -> str: return f"an array of dtype {a.dtype} and shape {a.shape}" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
+
+# %% ../nbs/09a_data.ipynb
 def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    "Images `(N, 3, 32, 32)` uint8 and labels `(N,)` of one CIFAR-10 python batch file."
-    try:
-        with _open(path) as f: d = pickle.load(f, encoding='bytes')
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError) as e:
-        raise ValueError(f"{path} is not a CIFAR-10 batch (a python pickle): {type(e).__name__}: {e}") from e
-    d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()} if isinstance(d, dict) else {}
-    if 'data' not in d or 'labels' not in d: raise ValueError(f"{path} is not a CIFAR-10 batch: expected a dict with keys 'data' and 'labels'")
-    x, y = np.asarray(d['data'], dtype=np.uint8), np.asarray(d['labels'], dtype=np.int64)
-    if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-        raise ValueError(f"{path}: expected data (N, 3072) and N labels, got data {x.shape} and {len(y)} labels")
-    return x.reshape(-1, 3, 32, 32), y
+    "Images `(N, 3, 32, 32)` uint8 and labels `(N,)` int64 of one CIFAR-10 python batch file; `ValueError` naming the file if it is not one."
+    d = _unpickle_cifar(path)
+    if isinstance(d, dict): d = {k.decode('latin1') if isinstance(k, bytes) else k: v for k, v in d.items()}
+    if not isinstance(d, dict) or 'data' not in d or 'labels' not in d:
+        got = f"a dict with keys {sorted(map(str, d))}" if isinstance(d, dict) else _describe(d)
+        raise ValueError(f"{path} is not a CIFAR-10 batch: expected a dict with keys 'data' and 'labels', got {got}")
+    x = d['data']
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        raise ValueError(f"{path}: expected 'data' a uint8 array of shape (N, 3072), got {_describe(x)}")
+    try: y = np.asarray(d['labels'])
+    except Exception as e: raise ValueError(f"{path}: 'labels' is not a list of ints: {type(e).__name__}: {e}") from e
+    if y.shape != (len(x),) or (y.size and (y.dtype.kind not in 'iu' or y.min() < 0 or y.max() > 9)):
+        raise ValueError(f"{path}: expected {len(x)} labels (one per image), ints in 0..9, got {_describe(y)}"
+                         + (f" with values {y.min()}..{y.max()}" if y.size and y.dtype.kind in 'iu' else ''))
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 # %% ../nbs/09a_data.ipynb
 def load_cifar10(root=None) -> Data:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_distributed.ipynb 1
 from __future__ import annotations
-import os, sys, gc, signal, socket, faulthandler, tempfile, time, datetime, importlib, math, multiprocessing
+import os, io, sys, gc, signal, socket, faulthandler, tempfile, time, datetime, importlib, math, multiprocessing
 from pathlib import Path
 from typing import Callable
 import torch
@@ -15,7 +15,8 @@ from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.distributed.fsdp import fully_shard, FSDPModule, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict, get_model_state_dict, StateDictOptions
+from torch.distributed.checkpoint.state_dict import (get_state_dict, get_model_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict, StateDictOptions)
 from fastcore.script import call_parse
 from .core import FFF, load_backend, resolve_backend, register_backend, tree_torch
 
@@ -60,6 +61,27 @@ def rank_size() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 # %% ../nbs/11_distributed.ipynb
+def _why(e:Exception) -> str:
+    "The informative line of an unpickling error (torch's `weights_only` message is a page of advice around one line)."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    line = next((l for l in lines if 'GLOBAL' in l or 'Unsupported' in l), lines[0] if lines else '')
+    return f"{type(e).__name__}: {line.split('. Please use')[0]}"
+
+def _save_result(res, path):
+    "Write a rank's result `res` to `path`; `TypeError` unless `torch.load(weights_only=True)` reads it back."
+    buf = io.BytesIO(); torch.save(res, buf)
+    try: torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    except Exception as e:
+        raise TypeError(f"`fn` must return tensors and plain Python data (dict, list, tuple, str, numbers, None): "
+                        f"the launcher reads results with torch.load(weights_only=True), which refuses {_why(e)}") from None
+    Path(path).write_bytes(buf.getvalue())
+
+def _load_result(path):
+    "A rank's result from `path`, read with `weights_only=True` (no code from the file runs); `ValueError` naming the file otherwise."
+    try: return torch.load(path, weights_only=True)
+    except Exception as e: raise ValueError(f"{path} is not a launch result of tensors and plain data: {_why(e)}") from e
+
+# %% ../nbs/11_distributed.ipynb
 def _run_rank(rank, fn, args, world_size, port, out, pg_timeout_s, threads):
     log = os.open(Path(out) / f'{rank}.log', os.O_WRONLY | os.O_CREAT)  # keep the children's chatter out of the caller's output
     os.dup2(log, 1); os.dup2(log, 2)
@@ -70,7 +92,7 @@ def _run_rank(rank, fn, args, world_size, port, out, pg_timeout_s, threads):
         res = fn(*args)
         dist.barrier()  # no rank tears down the group (rank 0 hosts its store) while another still uses it
     finally: cleanup()
-    torch.save(res, Path(out) / f'{rank}.pt')
+    _save_result(res, Path(out) / f'{rank}.pt')
 
 # %% ../nbs/11_distributed.ipynb
 def _importable(fn:Callable) -> Callable:
@@ -127,7 +149,7 @@ def launch(fn:Callable,               # importable function run on every rank as
         finally:
             for p in ctx.processes:
                 if p.is_alive(): p.kill()
-        return [torch.load(Path(out) / f'{r}.pt', weights_only=False) for r in range(world_size)]
+        return [_load_result(Path(out) / f'{r}.pt') for r in range(world_size)]
 
 # %% ../nbs/11_distributed.ipynb
 def _hello(): 
@@ -361,6 +383,18 @@ def usage_job(layer:str='FFF[torch]', batch:int=16, steps:int=2) -> dict:
     return res
 
 # %% ../nbs/11_distributed.ipynb
+def _read_checkpoint(path) -> dict:
+    "The dict `save_checkpoint` wrote to `path`, read with `weights_only=True` (no code from the file runs); `ValueError` naming the file if it is not one."
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except OSError: raise  # a missing or unreadable file is reported as such
+    except Exception as e:
+        raise ValueError(f"{path} is not a checkpoint of tensors and plain data (read with torch.load(weights_only=True), which runs no code from the file): {_why(e)}") from e
+    if not (isinstance(ck, dict) and {'model', 'optim', 'step'} <= ck.keys() and isinstance(ck['model'], dict) and isinstance(ck['optim'], dict)):
+        got = f"a dict with keys {sorted(map(str, ck))}" if isinstance(ck, dict) else f"a {type(ck).__name__}"
+        raise ValueError(f"{path} is not a `save_checkpoint` file: expected a dict with dicts 'model' and 'optim' and a 'step', got {got}")
+    return ck
+
+# %% ../nbs/11_distributed.ipynb
 def save_checkpoint(path, model:nn.Module, opt:torch.optim.Optimizer, step:int):
     "Write the full state of `model` and `opt` and the next `step` to `path` from rank 0 (collective: call on every rank)."
     msd, osd = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -370,10 +404,21 @@ def save_checkpoint(path, model:nn.Module, opt:torch.optim.Optimizer, step:int):
         tmp.replace(path)
     if rank_size()[1] > 1: dist.barrier()  # the file is complete before any rank reads it
 
+def _has_tensors(tree) -> bool:
+    "Whether `tree` (nested dicts, lists and tuples) holds a tensor with at least one dimension."
+    if isinstance(tree, Tensor): return tree.dim() > 0
+    if isinstance(tree, dict): tree = list(tree.values())
+    return isinstance(tree, (list, tuple)) and any(_has_tensors(t) for t in tree)
+
 def load_checkpoint(path, model:nn.Module, opt:torch.optim.Optimizer) -> int:
-    "Load a `save_checkpoint` file into `model` and `opt` on this rank; returns the step to resume from."
-    ck = torch.load(path, map_location='cpu', weights_only=True)
-    set_state_dict(model, opt, model_state_dict=ck['model'], optim_state_dict=ck['optim'], options=StateDictOptions(full_state_dict=True))
+    "Load a `save_checkpoint` file into `model` and `opt` on this rank (in a process group or not); returns the step to resume from."
+    ck = _read_checkpoint(path)
+    set_model_state_dict(model, ck['model'], options=StateDictOptions(full_state_dict=True))
+    full = _has_tensors(ck['optim'].get('state'))  # False for a stateless optimiser: only hyper-parameters (see above)
+    try: set_optimizer_state_dict(model, opt, ck['optim'], options=StateDictOptions(full_state_dict=full))
+    except AssertionError as e:
+        raise ValueError(f"{path}: the checkpoint holds optimiser state tensors, but this {type(opt).__name__} keeps none "
+                         f"(another optimiser, or other settings such as momentum=0?): {e}") from e
     return ck['step']
 
 # %% ../nbs/11_distributed.ipynb
