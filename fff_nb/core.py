@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from fastcore.basics import patch
 
 # %% auto 0
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES',
@@ -311,7 +312,9 @@ class FFF(nn.Module):
                 f"n_nodes={self.n_nodes}, backend={self.backend!r}")
 
 # %% ../nbs/00_core.ipynb
-def _fff_forward(self:FFF, x:Tensor) -> Tensor:
+@patch
+def forward(self:FFF, x:Tensor) -> Tensor:
+    "The layer's output (..., nOut) for `x` (..., nIn), computed by the backend `self.backend` picks for `x`'s device."
     p = self._parameters  # nn.Module.__getattr__ costs ~0.4 us per parameter; fall back to it (parametrizations)
     X, Y = p.get('X'), p.get('Y')
     if X is None or Y is None: X, Y = self.X, self.Y
@@ -321,31 +324,31 @@ def _fff_forward(self:FFF, x:Tensor) -> Tensor:
     if self.track_usage: self.record_usage(x2)
     return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 
-def _backend_fn(self:FFF, device:torch.device) -> Callable:
+@patch
+def backend_fn(self:FFF, device:torch.device) -> Callable:
     "The forward function this layer uses for tensors on `device`."
     return resolve_backend(self.backend, device)[1]
 
-FFF.forward, FFF.backend_fn = _fff_forward, _backend_fn
-
 # %% ../nbs/00_core.ipynb
-def _route(self:FFF, x:Tensor) -> tuple[Tensor, Tensor]:
+@patch
+def route(self:FFF, x:Tensor) -> tuple[Tensor, Tensor]:
     "Visited nodes (..., depth) and their lambdas (..., depth) for inputs `x` (..., nIn)."
     check_input(x, self.X)
     nodes, lams = walk(x.reshape(-1, self.in_features), self.X)
     nodes, lams, lead = nodes[:, 0], lams[:, 0], x.shape[:-1]
     return nodes.reshape(*lead, self.depth), lams.to(x.dtype).reshape(*lead, self.depth)
 
-def _leaf_index(self:FFF, x:Tensor) -> Tensor:
+@patch
+def leaf_index(self:FFF, x:Tensor) -> Tensor:
     "Index in `[0, 2**depth)` of the region (leaf) each input of `x` (..., nIn) falls in."
     nodes, lams = self.route(x)
     return 2 * nodes[..., -1] + 1 + (lams[..., -1] > 0).long() - self.n_nodes
 
-def _region_matrix(self:FFF, x:Tensor) -> Tensor:
+@patch
+def region_matrix(self:FFF, x:Tensor) -> Tensor:
     "The local linear map W_P(x) (..., nOut, nIn) with `fff(x) == W_P(x) @ x`."
     nodes, _ = self.route(x)
     return torch.einsum('...do,...di->...oi', self.Y[nodes], self.X[nodes])
-
-FFF.route, FFF.leaf_index, FFF.region_matrix = _route, _leaf_index, _region_matrix
 
 # %% ../nbs/00_core.ipynb
 def fff_grads(x:Tensor, X:Tensor, Y:Tensor, g:Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -373,15 +376,20 @@ def peak_memory(fn:Callable, *args, repeats:int=3, **kwargs) -> tuple[object, in
     return res, best
 
 # %% ../nbs/00_core.ipynb
+@patch
 @torch.no_grad()
-def _record_usage(self:FFF, x:Tensor):
+def record_usage(self:FFF, x:Tensor):
     "Add the node visits of inputs `x` (..., nIn) to `self.node_visits`."
     nodes, _ = self.route(x)
     self.node_visits += torch.bincount(nodes.flatten(), minlength=self.n_nodes)
 
-def _reset_usage(self:FFF): self.node_visits.zero_()
+@patch
+def reset_usage(self:FFF):
+    "Zero `node_visits`."
+    self.node_visits.zero_()
 
-def _usage_stats(self:FFF) -> dict:
+@patch
+def usage_stats(self:FFF) -> dict:
     "Summary of `node_visits`: visited fractions of nodes and leaves, and per-level routing entropy in [0, 1]."
     v = self.node_visits.double()
     ent = []
@@ -393,12 +401,12 @@ def _usage_stats(self:FFF) -> dict:
     return dict(tokens=int(v[0]), nodes_used=float((v > 0).double().mean()),
                 last_level_used=float((last > 0).double().mean()), level_entropy=ent)
 
-FFF.record_usage, FFF.reset_usage, FFF.usage_stats = _record_usage, _reset_usage, _usage_stats
-
 # %% ../nbs/00_core.ipynb
 _OLD_NAMES = {'w1s': 'X', 'w2s': 'Y'}
 
+@patch
 def _load_from_state_dict(self:FFF, state_dict, prefix, *args, **kwargs):
+    "Accept sap-ient's older names `w1s`/`w2s`, and refuse a tree of another size with a message that says so."
     for old, new in _OLD_NAMES.items():
         if prefix + old in state_dict and prefix + new not in state_dict: state_dict[prefix + new] = state_dict.pop(prefix + old)
     for k in ('X', 'Y'):
@@ -407,8 +415,6 @@ def _load_from_state_dict(self:FFF, state_dict, prefix, *args, **kwargs):
             raise ValueError(f"checkpoint `{prefix}{k}` has {t.shape[0]} nodes but this FFF (depth={self.depth}) has {self.n_nodes}; "
                              f"build the layer with `FFF.from_state_dict`")
     nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
-
-FFF._load_from_state_dict = _load_from_state_dict
 
 # %% ../nbs/00_core.ipynb
 def _tree_shape(X, Y, names:str) -> int:
@@ -421,8 +427,8 @@ def _tree_shape(X, Y, names:str) -> int:
     try: return tree_depth(X.shape[0])
     except ValueError: raise ValueError(f"checkpoint `{names.split()[0]}` has {X.shape[0]} rows, not 2**depth - 1 for any depth: not an FFF tree") from None
 
-@classmethod
-def _from_state_dict(cls, state_dict:dict, **kwargs) -> FFF:
+@patch(cls_method=True)
+def from_state_dict(cls:FFF, state_dict:dict, **kwargs) -> FFF:
     "A `FFF` shaped and loaded from `state_dict` (keys `X`/`Y`, or sap-ient's older `w1s`/`w2s`)."
     names = 'X Y' if 'X' in state_dict else 'w1s w2s'
     X, Y = (state_dict.get(k) for k in names.split())
@@ -432,6 +438,4 @@ def _from_state_dict(cls, state_dict:dict, **kwargs) -> FFF:
     m = cls(X.shape[1], Y.shape[1], depth, dtype=X.dtype, **kwargs)
     m.load_state_dict(state_dict)
     return m
-
-FFF.from_state_dict = _from_state_dict
 
