@@ -13,12 +13,13 @@ from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk
 from .ultrafastbert import UltraFFF
 
 # %% auto 0
-__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'interleaved_medians',
-           'cpu_name', 'env_info', 'keep_freed_memory', 'release_freed_memory', 'malloc_mode', 'record_results',
-           'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders', 'linear_contenders',
-           'near_ties', 'assert_close_but_ties', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
-           'compare_ufb', 'format_table', 'memory_table', 'memory_isolated', 'plot_speedup', 'read_bandwidth',
-           'visited_bytes', 'check_targets', 'format_targets', 'page_faults', 'main']
+__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'BACKEND_NOTES', 'MALLOC_NOTES', 'calibrate', 'interleaved_times', 'summarize',
+           'interleaved_medians', 'cpu_name', 'env_info', 'keep_freed_memory', 'release_freed_memory', 'malloc_mode',
+           'record_results', 'load_results', 'fff_backends', 'TreeFF', 'dense_ff', 'to_onednn', 'ufb_contenders',
+           'linear_contenders', 'near_ties', 'assert_close_but_ties', 'check_agreement', 'result_rows',
+           'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table', 'memory_isolated',
+           'plot_speedup', 'read_bandwidth', 'visited_bytes', 'check_targets', 'format_targets', 'page_faults',
+           'contender_notes', 'format_legend', 'format_verdict', 'format_report', 'main']
 
 # %% ../nbs/08_bench_layer.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -144,8 +145,10 @@ def fff_backends(device='cpu') -> list[str]:
         if mod and name not in BACKENDS:
             try: __import__(mod)
             except ImportError: continue
-        if torch.device(device).type not in BACKENDS[name].devices: continue
-        if resolve_backend(name, torch.device(device))[0] == name: out.append(name)
+        if name not in BACKENDS or torch.device(device).type not in BACKENDS[name].devices: continue
+        try:
+            if resolve_backend(name, torch.device(device))[0] == name: out.append(name)
+        except RuntimeError: continue  # (a backend named explicitly raises when it cannot run)
     return out
 
 # %% ../nbs/08_bench_layer.ipynb
@@ -286,16 +289,18 @@ def compare_ufb(width:int=768, levels:int=12, batches=(1, 64, 512), threads:int=
     return time_contenders(mods, width, batches, mode, min_time, dict(bench='ufb', nOut=width, depth=levels), db, progress)
 
 # %% ../nbs/08_bench_layer.ipynb
-def format_table(rows:list[dict]) -> str:
-    "A plain-text table of `rows`: one line per implementation, one column per batch (time, tokens/s, speedup, IQR)."
+def format_table(rows:list[dict], head:bool=True) -> str:
+    "A plain-text table of `rows`: one line per implementation, one column per batch (time, tokens/s, speedup, IQR); `head`: with the conditions above it."
     batches = sorted({r['batch'] for r in rows})
     impls = list(dict.fromkeys(r['impl'] for r in rows))
     by = {(r['impl'], r['batch']): r for r in rows}
     r0 = rows[0]
-    head = (f"{r0['bench']} | {r0['mode']} | {r0['nIn']}->{r0['nOut']} depth {r0['depth']} | {r0['dtype']} | {r0['device']} | "
-            f"threads {r0['threads']} | torch {r0['torch']}{' | ' + r0['extra']['malloc'] if 'malloc' in (r0.get('extra') or {}) else ''}\nmedian per call, tokens/s, speedup vs {r0['baseline']} (IQR/median)")
     w = max(len(i) for i in impls) + 2
-    lines = [head, 'impl'.ljust(w) + ''.join(f"B={b}".rjust(34) for b in batches)]
+    lines = ['impl'.ljust(w) + ''.join(f"B={b}".rjust(34) for b in batches)]
+    if head:
+        lines.insert(0, f"{r0['bench']} | {r0['mode']} | {r0['nIn']}->{r0['nOut']} depth {r0['depth']} | {r0['dtype']} | {r0['device']} | "
+                        f"threads {r0['threads']} | torch {r0['torch']}{' | ' + r0['extra']['malloc'] if 'malloc' in (r0.get('extra') or {}) else ''}\n"
+                        f"median per call, tokens/s, speedup vs {r0['baseline']} (IQR/median)")
     for i in impls:
         cells = []
         for b in batches:
@@ -404,8 +409,94 @@ def page_faults(fn:Callable, calls:int=20, warmup:int=3) -> tuple[float, float]:
     return (time.perf_counter() - t0) / calls, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / calls
 
 # %% ../nbs/08_bench_layer.ipynb
+BACKEND_NOTES = {'torch': 'in pure PyTorch', 'cpp': "through fff_nb's fused C++ kernels (02_ops)",
+                 'cuda': "through fff_nb's CUDA kernels (03_cuda)", 'triton': "through fff_nb's Triton kernels (04_triton)",
+                 'jax': "through JAX's compiled walk (04a_jax)"}
+
+def _backend_note(b:str) -> str:
+    if b.endswith(', torch.compile'): return f"the {b[:-len(', torch.compile')]} backend compiled by torch.compile"
+    return BACKEND_NOTES.get(b, f"through the {b} backend")
+
+def contender_notes(rows:list[dict]) -> dict[str, str]:
+    "What each contender of `rows` (one `compare_ufb` or `compare_layers` run) is, by name; '' for a name it does not know."
+    import re
+    r0 = rows[0]; w, o, d = r0['nIn'], r0['nOut'], r0['depth']
+    notes = {}
+    for n in dict.fromkeys(r['impl'] for r in rows):
+        m, note = re.fullmatch(r'dense FF (\d+)-(\d+)-\d+ eager', n), ''
+        if m and m[2] == '3072': note = f"BERT-base's feedforward block (Linear {w}->3072, GELU, Linear 3072->{w}) in eager PyTorch"
+        elif m and r0['bench'] == 'ufb' and int(m[2]) in (2**d - 1, 2**d):
+            note = f"a dense feedforward block with {m[2]} hidden units, as many as the tree has neurons ({2**d - 1})"
+        elif m: note = f"a dense feedforward block with {m[2]} hidden units (GELU) in eager PyTorch"
+        elif n == 'dense FF oneDNN': note = "the same BERT block with its linear layers run by oneDNN (torch.utils.mkldnn)"
+        elif n == 'dense FF torch.compile': note = "the same BERT block compiled by torch.compile"
+        elif re.fullmatch(r'dense \d+-\d+-\d+ \(same FLOPs\)', n):
+            note = (f"a dense block with {d} hidden units: the multiply-adds of the tree's walk ({d} neurons per token), "
+                    f"without its data-dependent reads")
+        elif n == 'nn.Linear': note = f"the dense layer an FFF replaces: nn.Linear({w}, {o}), {w}x{o} multiply-adds per token"
+        elif n == 'nn.Linear oneDNN': note = "the same nn.Linear run by oneDNN (torch.utils.mkldnn)"
+        elif n.startswith('FFF ') and r0['bench'] == 'ufb':
+            note = f"UltraFastBERT's tree (UltraFFF): {2**d - 1} neurons, {d} visited per token, GELU; {_backend_note(n[4:])}"
+        elif n.startswith('FFF '):
+            note = f"FFF({w}, {o}, depth={d}): {d} nodes visited per token, {d}x({w}+{o}) multiply-adds; {_backend_note(n[4:])}"
+        notes[n] = note
+    return notes
+
+MALLOC_NOTES = {
+    'keep freed memory': "glibc keeps the memory a call frees for the next call instead of giving it back to the system, "
+                         "so no call page-faults it in again (a tuned CPU process; --glibc_defaults turns it off)",
+    'allocator defaults': "glibc's default thresholds: freed memory may go back to the system and be page-faulted in "
+                          "again by the next call (fff_bench without --glibc_defaults keeps it instead)"}
+
+def format_legend(rows:list[dict]) -> str:
+    "How to read a `format_report` table of `rows`: the contenders, the cells, the allocator setting."
+    notes = contender_notes(rows)
+    w = max(len(n) for n in notes) + 2
+    lines = ['contenders (the first is the baseline):'] + [f"  {n.ljust(w)}{t}".rstrip() for n, t in notes.items()]
+    lines += ["each cell: median time per call | tokens/s = batch / median time (higher is better) | xN = speedup over the",
+              "  baseline (its median time / this one's) | (N%) = spread of the timed samples, interquartile range / median",
+              "  (a few % is a steady measurement, tens of % a busy machine)"]
+    mode = (rows[0].get('extra') or {}).get('malloc')
+    if mode in MALLOC_NOTES: lines.append(f"{mode}: {MALLOC_NOTES[mode]}")
+    return '\n'.join(lines)
+
+def format_verdict(rows:list[dict]) -> str:
+    "One line per batch size: which contenders beat the fastest FFF contender (by median time), or how far it leads."
+    lines = []
+    for B in sorted({r['batch'] for r in rows}):
+        at = [r for r in rows if r['batch'] == B]
+        fffs, others = [r for r in at if r['impl'].startswith('FFF')], [r for r in at if not r['impl'].startswith('FFF')]
+        if not fffs or not others: continue
+        best = min(fffs, key=lambda r: r['median_s'])
+        tie = lambda a, b: ' (within the spread of the samples)' if a['q3_s'] >= b['q1_s'] else ''  # a faster than b
+        faster = sorted((r for r in others if r['median_s'] < best['median_s']), key=lambda r: r['median_s'])
+        for r in faster:
+            lines.append(f"at B={B}, {r['impl']} is {best['median_s'] / r['median_s']:.3g}x faster than {best['impl']}{tie(r, best)}")
+        if not faster:
+            nxt = min(others, key=lambda r: r['median_s'])
+            lines.append(f"at B={B}, {best['impl']} is the fastest: {nxt['median_s'] / best['median_s']:.3g}x faster than "
+                         f"the next, {nxt['impl']}{tie(best, nxt)}")
+    return '\n'.join(lines)
+
+def format_report(rows:list[dict], legend:bool=True) -> str:
+    "`fff_bench`'s report of one run: what is compared, under which conditions, how to read it, the table, the verdict."
+    r0 = rows[0]
+    if r0['bench'] == 'ufb':
+        title = (f"ufb = UltraFastBERT's feedforward: its FFF tree ({r0['nIn']} -> {r0['nOut']}, {r0['depth']} levels) "
+                 f"against BERT's dense feedforward and a dense layer of the same FLOPs")
+    else: title = f"linear = FFF({r0['nIn']}, {r0['nOut']}, depth={r0['depth']}) against the nn.Linear it replaces"
+    mode = 'inference (forward, no grad)' if r0['mode'] == 'forward' else 'training step (forward + backward)'
+    th = f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''}"
+    cond = ' | '.join([mode, r0['dtype'], r0['device'], th, f"torch {r0['torch']}"] +
+                      [m for m in [(r0.get('extra') or {}).get('malloc')] if m])
+    parts = [title, cond] + ([format_legend(rows)] if legend else []) + ['', format_table(rows, head=False)]
+    verdict = format_verdict(rows)
+    return '\n'.join(parts) + (f"\nverdict (the fastest FFF backend against the others, by median time):\n"
+                               + '\n'.join('  ' + l for l in verdict.splitlines()) if verdict else '')
+
+# %% ../nbs/08_bench_layer.ipynb
 @call_parse
-def main(suite:str='ufb',         # 'ufb' (tree vs BERT's dense FF) or 'linear' (FFF vs nn.Linear)
+def main(suite:str='ufb',         # 'ufb' (UltraFastBERT's tree vs BERT's dense FF) or 'linear' (FFF vs nn.Linear)
          nIn:int=768,             # input features (the width, for 'ufb')
          nOut:int=768,            # output features ('linear')
          depth:int=12,            # FFF depth = tree levels (nodes visited per token)
@@ -419,11 +510,11 @@ def main(suite:str='ufb',         # 'ufb' (tree vs BERT's dense FF) or 'linear' 
          db:str='',               # SQLite file to append results to
          glibc_defaults:bool=False, # keep glibc's allocator thresholds (by default freed memory is kept for reuse: see 08)
          ):
-    "Benchmark FFF side by side with dense layers and print a table of medians, tokens/s and speedups."
+    "Benchmark FFF side by side with dense layers; print what is compared, a table of medians, tokens/s and speedups, and which contender wins."
     if suite not in ('ufb', 'linear'): raise ValueError(f"`suite` must be 'ufb' or 'linear', got {suite!r}")
     if not glibc_defaults: keep_freed_memory()
     bs, be = tuple(int(b) for b in batch.split(',')), [b for b in backends.split(',') if b] or None
-    for th in [int(t) for t in threads.split(',')]:
+    for k, th in enumerate(int(t) for t in threads.split(',')):
         if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None)
         else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None)
-        print(format_table(rows)); print()
+        print(format_report(rows, legend=k == 0)); print()   # (the contenders and the cells are explained once)
