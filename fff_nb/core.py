@@ -16,8 +16,8 @@ from fastcore.basics import patch
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES',
            'INSTALL_HINTS', 'INITS', 'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit',
            'check_tree_size', 'check_input', 'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive',
-           'fff_naive', 'Backend', 'register_backend', 'load_backend', 'resolve_backend', 'backend_for', 'batch_input',
-           'init_tree_', 'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
+           'fff_naive', 'Backend', 'register_backend', 'declare_backend', 'load_backend', 'resolve_backend',
+           'backend_for', 'batch_input', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -154,6 +154,7 @@ BACKENDS: dict[str, Backend] = {}
 def register_backend(name:str, load:Callable[[], Callable], devices=('cpu',)):
     "Register backend `name`; `load()` is called once, on first use, and returns the forward function."
     BACKENDS[name] = Backend(name, load, tuple(devices))
+    if name not in BACKEND_NAMES: BACKEND_NAMES.append(name)
     _LOADED.pop(name, None); _RESOLVED.clear(); _FOR_CPU.clear()
 
 _LOADED: dict = {}  # name -> forward fn, or the exception that stopped it
@@ -161,14 +162,21 @@ _RESOLVED: dict = {}  # (name, device) -> (backend, fn) that `resolve_backend` c
 _FOR_CPU: dict = {}   # name -> (fn, checks_input) that `backend_for` chose for CPU tensors
 
 # %% ../nbs/00_core.ipynb
+BACKEND_MODULES: dict[str, str] = {}            # backend name -> the module that registers it when imported
+AUTO_ORDER: dict[str, tuple] = {'cpu': ('torch',), 'cuda': ('torch',)}  # device type -> what 'auto' tries, in order
+BACKEND_NAMES: list[str] = ['auto', 'torch']    # every name `backend=` accepts
+INSTALL_HINTS: dict[str, str] = {}              # backend name -> the command that installs what it needs
+
+def declare_backend(name:str, module:str, auto=(), install:str|None=None):
+    "Declare backend `name`, registered by importing `module` on its first use; 'auto' tries it on the device types `auto` (in declaration order, before torch); `install`: how to get its optional dependency."
+    BACKEND_MODULES[name] = module
+    if name not in BACKEND_NAMES: BACKEND_NAMES.append(name)
+    for dt in auto: AUTO_ORDER[dt] = tuple(n for n in AUTO_ORDER.get(dt, ()) if n not in (name, 'torch')) + (name, 'torch')
+    if install: INSTALL_HINTS[name] = install
+    _RESOLVED.clear(); _FOR_CPU.clear()
+
 register_backend('torch', lambda: tree_torch, devices=('cpu', 'cuda', 'mps', 'xpu', 'meta'))
 
-# modules that register a backend when imported, and the order "auto" tries them in per device type
-BACKEND_MODULES = {'cpp': 'fff_nb.ops', 'cuda': 'fff_nb.cuda', 'triton': 'fff_nb.triton', 'jax': 'fff_nb.jax'}
-AUTO_ORDER = {'cpu': ('cpp', 'torch'), 'cuda': ('cuda', 'triton', 'torch')}
-BACKEND_NAMES = ('auto', 'torch', *BACKEND_MODULES)
-# what to do when a backend's module cannot be imported (the optional extras of setup.py)
-INSTALL_HINTS = {'triton': "pip install 'fff_nb[triton]'", 'jax': "pip install 'fff_nb[jax]'"}
 
 # %% ../nbs/00_core.ipynb
 def _register_module(name:str):
