@@ -4,18 +4,12 @@
 
 # %% ../nbs/03_cuda.ipynb 1
 from __future__ import annotations
-import os, subprocess, sys, time
-from pathlib import Path
 from typing import Callable
 import torch
-from torch import Tensor
-from fastcore.test import test_close, test_eq
-from .core import register_backend, tree_torch
-from .ops import rand_tree  # the shared test trees (02_ops)
+from .core import register_backend
 
 # %% auto 0
-__all__ = ['CUDA_CFLAGS', 'TEST_CASES', 'cuda_unavailable', 'build', 'load', 'tree_grads_torch', 'assert_close_rel',
-           'check_tree_op', 'gpu_times', 'gpu_contenders', 'bench_gpu']
+__all__ = ['CUDA_CFLAGS', 'cuda_unavailable', 'build', 'load']
 
 # %% ../nbs/03_cuda.ipynb
 CUDA_CFLAGS = ['-O3', '--expt-relaxed-constexpr', '-lineinfo']  # no --use_fast_math: erf and NaN must stay exact
@@ -57,92 +51,3 @@ def load() -> Callable:
     return tree_forward
 
 register_backend('cuda', load, devices=('cuda',))
-
-# %% ../nbs/03_cuda.ipynb
-def tree_grads_torch(g:Tensor, x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity'):
-    "`(dx, dX, dY, db)` of `tree_torch` for output gradient `g`, by autograd (`db` None without `b`)."
-    ps = [t.detach().requires_grad_() for t in (x, X, Y) + ((b,) if b is not None else ())]
-    y = tree_torch(*ps[:3], ps[3] if b is not None else None, n_trees, act)
-    gr = torch.autograd.grad(y, ps, g)
-    return (*gr, None) if b is None else gr
-
-# %% ../nbs/03_cuda.ipynb
-TEST_CASES = [  # (B, nIn, nOut, levels, n_trees, bias, act)
-    (0, 8, 4, 3, 1, False, 'identity'), (1, 16, 8, 4, 1, False, 'identity'), (7, 33, 17, 3, 1, False, 'identity'),
-    (40, 64, 48, 6, 1, False, 'identity'), (65, 40, 24, 5, 2, True, 'gelu'), (33, 24, 40, 4, 3, True, 'identity'),
-    (20, 5, 3, 1, 1, True, 'gelu'), (130, 1100, 96, 3, 1, True, 'gelu'), (9, 2048, 2048, 2, 2, False, 'identity')]
-
-def assert_close_rel(got:Tensor, want:Tensor, eps:float):
-    "Assert `got` equals `want` within `eps` times the largest magnitude in `want` (at least 1)."
-    test_eq(got.shape, want.shape)
-    if want.numel(): test_close(got, want, eps=eps * max(1., want.abs().max().item()))
-
-def check_tree_op(fwd:Callable, bwd:Callable, device='cpu', dtype=torch.float64, cases=TEST_CASES, eps=1e-9):
-    "Assert that `fwd(x, X, Y, b, n_trees, act)` and `bwd(g, x, ...)` give `tree_torch`'s output and gradients on `cases`."
-    for i, (B, nIn, nOut, levels, K, bias, act) in enumerate(cases):
-        X, Y, b = rand_tree(nIn, nOut, levels, K, bias, dtype, device, seed=i)
-        x, g = (torch.randn(B, w, dtype=dtype, generator=torch.Generator().manual_seed(i)).to(device) for w in (nIn, nOut))
-        assert_close_rel(fwd(x, X, Y, b, K, act), tree_torch(x, X, Y, b, K, act), eps)
-        for got, want in zip(bwd(g, x, X, Y, b, K, act), tree_grads_torch(g, x, X, Y, b, K, act)):
-            if want is None: assert got is None or got.numel() == 0
-            else: assert_close_rel(got, want, eps)
-
-# %% ../nbs/03_cuda.ipynb
-def gpu_times(fns:dict[str, Callable], rounds:int=15, reps:int=10, warmup:int=3, device='cuda') -> dict[str, list[float]]:
-    "Per-call seconds of each of `fns`: CUDA events around `reps` calls on the current stream, `rounds` rounds interleaved."
-    cuda = torch.device(device).type == 'cuda'
-    for f in fns.values():
-        for _ in range(warmup): f()
-    if cuda: torch.cuda.synchronize()
-    times = {n: [] for n in fns}
-    for _ in range(rounds):
-        for n, f in fns.items():
-            if cuda: a, z = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); a.record()
-            else: t0 = time.perf_counter()
-            for _ in range(reps): f()
-            if cuda: z.record(); z.synchronize()
-            times[n].append((a.elapsed_time(z) / 1e3 if cuda else time.perf_counter() - t0) / reps)
-    return times
-
-# %% ../nbs/03_cuda.ipynb
-def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False, act:str='identity',
-                   dtype=torch.float32, seed:int=0, device='cuda', dense_hidden:int|None=None) -> dict[str, tuple[Callable, list]]:
-    "`name: (forward, parameters)` of the dense baseline, then the tree on the op's kernels, Triton (if installed) and the torch reference."
-    X, Y, b = rand_tree(nIn, nOut, levels, n_trees, bias, dtype, device, seed)
-    ps = [t.requires_grad_() for t in (X, Y, b) if t is not None]
-    from fff_nb.ops import tree_forward
-    from fff_nb.bench import dense_ff
-    if dense_hidden:  # the FF the tree replaces, e.g. BERT's 768-3072-768 with GELU
-        if nIn != nOut: raise ValueError(f"a dense FF maps a width to itself: `nIn`={nIn} and `nOut`={nOut} differ")
-        lin, name = dense_ff(nIn, dense_hidden, dtype).to(device), f'dense FF {nIn}-{dense_hidden}-{nOut} (cuBLAS)'
-    else: lin, name = torch.nn.Linear(nIn, nOut, device=device, dtype=dtype), 'nn.Linear (cuBLAS)'
-    fns = {name: (lin, list(lin.parameters())),
-           'FFF torch (gather)': (lambda x: tree_torch(x, X, Y, b, n_trees, act), ps),
-           'FFF cuda': (lambda x: tree_forward(x, X, Y, b, n_trees, act), ps)}
-    try:
-        from fff_nb.triton import tree_triton, INTERPRET
-        if not INTERPRET: fns['FFF triton'] = (lambda x: tree_triton(x, X, Y, b, n_trees, act), ps)
-    except ImportError: pass
-    return fns
-
-# %% ../nbs/03_cuda.ipynb
-def bench_gpu(nIn:int, nOut:int, levels:int, B:int, n_trees:int=1, bias:bool=False, act:str='identity',
-              dtype=torch.float32, backward:bool=False, device='cuda', db=None, dense_hidden:int|None=None, **kw) -> list[dict]:
-    "Times of the `gpu_contenders` at batch `B` (forward, or forward+backward to input and parameters), checked first; rows as in `fff_nb.bench`."
-    from fff_nb.bench import summarize, env_info, record_results, result_rows, assert_close_but_ties
-    fns = gpu_contenders(nIn, nOut, levels, n_trees, bias, act, dtype, device=device, dense_hidden=dense_hidden)
-    X, _, *b = fns['FFF torch (gather)'][1]
-    x = torch.randn(B, nIn, device=device, dtype=dtype, requires_grad=backward)
-    g = torch.randn(B, nOut, device=device, dtype=dtype)
-    with torch.no_grad():
-        ref = fns['FFF torch (gather)'][0](x)
-        for n, (f, _) in fns.items():
-            if n.startswith('FFF'): assert_close_but_ties(f(x), ref, x, X, b[0] if b else None, n_trees)
-    if backward: step = {n: (lambda f=f, ps=ps: torch.autograd.grad(f(x), [x, *ps], g)) for n, (f, ps) in fns.items()}
-    else: step = {n: (lambda f=f: f(x)) for n, (f, ps) in fns.items()}
-    with torch.set_grad_enabled(backward): stats = {n: summarize(t) for n, t in gpu_times(step, device=device, **kw).items()}
-    rows = result_rows(stats, B, run_id=f"{time.time():.0f}-{os.getpid()}", bench='gpu_layer', nIn=nIn, nOut=nOut, depth=levels,
-                       mode='fwd+bwd' if backward else 'forward', extra=dict(n_trees=n_trees, bias=bias, act=act), **env_info(device, dtype))
-    if db is not None: record_results(rows, db)
-    return rows
-

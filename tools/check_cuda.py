@@ -6,7 +6,7 @@ machine without a GPU or a CUDA build of torch. The CPU wheel lacks one CMake-ge
 --emulate also runs the kernels of `fff_cuda.cu` on the CPU: the file is compiled as C++ with `cuda_emu.h` (below),
 which runs every CUDA thread of a block as a fiber on one OS thread (`__syncthreads` a round of the fibers,
 `__shfl_xor_sync` an exchange through memory between two rounds), and its host code runs on CPU tensors. The results are checked against
-`fff_nb.core.tree_torch` on the shared test set of `fff_nb.cuda` (forward and gradients, every dtype) and the
+`fff_nb.core.tree_torch` on the shared test set of `fff_nb.testing` (forward and gradients, every dtype) and the
 backward for bitwise determinism. It exercises the kernels' indexing, reductions, branches and launch geometry, not
 the GPU's memory model or timing.
 Usage: python tools/check_cuda.py [--arch 80 90] [--ptxas] [--emulate] [FILE.cu ...]   (exit status 1 on failure)"""
@@ -148,8 +148,7 @@ def emulate(verbose:bool=False) -> bool:
     import hashlib, torch
     from torch.utils.cpp_extension import load
     sys.path.insert(0, str(ROOT))
-    from fff_nb.cuda import TEST_CASES, check_tree_op
-    from fff_nb.ops import rand_tree
+    from fff_nb.testing import TEST_CASES, check_tree_op, rand_tree
     from fff_nb.core import tree_torch
     csrc = ROOT / 'fff_nb/csrc'
     h = hashlib.sha256((EMU_H + EMU_BIND).encode() + b''.join(f.read_bytes() for f in sorted(csrc.glob('*')) if f.suffix in ('.h', '.cu')))
