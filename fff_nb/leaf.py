@@ -14,7 +14,7 @@ from .core import check_input, check_positive_int, memory_limit, resolve_backend
 # %% auto 0
 __all__ = ['USAGE_MODES', 'FFF_KEYS', 'reach_levels', 'leaf_paths', 'node_entropy', 'leaf_fff_naive', 'leaf_eval_naive',
            'leaf_param_count', 'LeafFFF', 'sampled_leaf_linear', 'LocalSGD', 'LocalAdam', 'hardening_loss',
-           'leaf_from_fastfeedforward', 'leaf_to_fastfeedforward', 'dense_ff_train', 'leaf_eval_loop', 'leaf_cost']
+           'leaf_from_fastfeedforward', 'leaf_to_fastfeedforward']
 
 # %% ../nbs/06_leaf.ipynb
 def reach_levels(p:Tensor, depth:int) -> list[Tensor]:
@@ -466,47 +466,3 @@ def leaf_to_fastfeedforward(m:LeafFFF) -> dict:
               w1s=m.w1.detach().transpose(1, 2).contiguous(), b1s=m.b1.detach().clone(), w2s=m.w2.detach().clone(), b2s=m.b2.detach().clone())
     if m.usage_mode != 'none': sd |= dict(node_usage=m.node_usage.clone(), leaf_usage=m.leaf_usage.clone())
     return sd
-
-# %% ../nbs/06_leaf.ipynb
-def dense_ff_train(input_width:int, width:int, output_width:int, dtype=None) -> nn.Module:
-    "The dense FF a leaf FFF of training width `width` replaces: `Linear`, ReLU, `Linear`."
-    return nn.Sequential(nn.Linear(input_width, width, dtype=dtype), nn.ReLU(), nn.Linear(width, output_width, dtype=dtype))
-
-def _train_step(m:nn.Module, x:Tensor):
-    def f():
-        m.zero_grad(set_to_none=True); m(x).sum().backward()
-    return f
-
-def leaf_eval_loop(m:LeafFFF, x2:Tensor) -> Tensor:
-    "`m`'s hard output for `x2` (B, I) the way fastfeedforward 0.2.1 computes it: batched descent, then a loop over samples."
-    leaf, out = m._descend(x2), x2.new_empty(x2.shape[0], m.output_width)
-    for i in range(x2.shape[0]):
-        j = leaf[i]
-        out[i] = (m.activation(x2[i].unsqueeze(0) @ m.w1[j].T + m.b1[j]) @ m.w2[j] + m.b2[j]).squeeze(0)
-    return out
-
-def _infer(fn, x:Tensor):
-    def f():
-        with torch.no_grad(): fn(x)
-    return f
-
-# %% ../nbs/06_leaf.ipynb
-def leaf_cost(leaf_width:int=32, depth:int=7, width:int=768, batch:int=256, min_time:float=0.5, min_samples:int=15,
-              package:bool=False) -> dict:
-    "Median seconds of a training step (`LeafFFF` vs dense FF of the same training width) and of inference (fused op, PyTorch ops, per-sample loops)."
-    from fff_nb.bench import interleaved_times, summarize
-    torch.manual_seed(0)
-    m, dense = LeafFFF(width, leaf_width, width, depth), dense_ff_train(width, leaf_width * 2**depth, width)
-    x = torch.randn(batch, width)
-    t = interleaved_times({'dense': _train_step(dense, x), 'leaf': _train_step(m, x)}, min_time=min_time, min_samples=min_samples)
-    res = {f'train {k}': summarize(v)['median'] for k, v in t.items()}
-    m.eval()
-    with torch.no_grad(): torch.testing.assert_close(leaf_eval_loop(m, x), m(x))
-    mt = LeafFFF(width, leaf_width, width, depth, backend='torch').eval(); mt.load_state_dict(m.state_dict())
-    fns = {'eval loop': _infer(lambda x: leaf_eval_loop(m, x), x), 'eval LeafFFF': _infer(m, x), 'eval LeafFFF torch': _infer(mt, x)}
-    if package:
-        import fastfeedforward
-        pk = fastfeedforward.FFF(width, leaf_width, width, depth).eval(); pk.load_state_dict(leaf_to_fastfeedforward(m))
-        fns['eval fastfeedforward'] = _infer(pk, x)
-    res |= {k: summarize(v)['median'] for k, v in interleaved_times(fns, min_time=min_time, min_samples=min_samples).items()}
-    return res

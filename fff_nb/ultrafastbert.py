@@ -9,14 +9,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from fastcore.basics import patch
 from .core import (check_input, check_positive_int, backend_for, batch_input, load_backend, walk, tree_depth, tree_torch,
                          memory_limit, _fmt_bytes, huge_empty, COEFFICIENTS, BACKEND_NAMES, MAX_DEPTH)
 
 # %% auto 0
 __all__ = ['ULTRA_INITS', 'ULTRA_IMPLS', 'check_depth', 'check_ultra_size', 'as_activation', 'path_mask', 'tree_masked',
            'init_ultra_', 'UltraFFF', 'SelfAttention', 'Attention', 'DenseFF', 'EncoderLayer', 'Encoder',
-           'crammed_layers', 'ffns_from_crammed', 'encoder_from_crammed', 'layer_flops', 'encoder_contenders',
-           'compare_encoders']
+           'crammed_layers', 'ffns_from_crammed', 'encoder_from_crammed', 'layer_flops']
 
 # %% ../nbs/05_ultrafastbert.ipynb
 def check_depth(v, name:str='depth') -> int:
@@ -120,17 +120,21 @@ class UltraFFF(nn.Module):
                 f"parallel_size={self.parallel_size}, n_nodes={self.n_nodes}, backend={self.backend!r}, impl={self.impl!r}")
 
 # %% ../nbs/05_ultrafastbert.ipynb
-def _ultra_masked(self:UltraFFF, x:Tensor) -> Tensor:
+@patch
+def masked_forward(self:UltraFFF, x:Tensor) -> Tensor:
     "The masking forward on 2-D `x` (B, in)."
     return tree_masked(x, self.X, self.Y, self.b, self.parallel_size, self.activation)
 
-def _ultra_tree(self:UltraFFF, x:Tensor) -> Tensor:
+@patch
+def tree_forward(self:UltraFFF, x:Tensor) -> Tensor:
     "The tree walk on 2-D `x` (B, in), through the backend registry (or PyTorch for activations without a kernel)."
     if self.act is not None: return backend_for(self.backend, x)[0](x, self.X, self.Y, self.b, self.parallel_size, self.act)
     rows, lams = walk(x, self.X, self.b, self.parallel_size)
     return F.embedding_bag(rows.flatten(1), self.Y, per_sample_weights=self.activation(lams).flatten(1), mode='sum')
 
-def _ultra_forward(self:UltraFFF, x:Tensor) -> Tensor:
+@patch
+def forward(self:UltraFFF, x:Tensor) -> Tensor:
+    "`x` (..., in) through the masking forward (training with grad, or `impl='masked'`) or the tree walk."
     p = self._parameters  # as FFF.forward: nn.Module.__getattr__ costs ~0.4 us per parameter (parametrizations fall back to it)
     X, Y, b = p.get('X'), p.get('Y'), p.get('b')
     if X is None or Y is None or b is None: X, Y, b = self.X, self.Y, self.b
@@ -141,10 +145,9 @@ def _ultra_forward(self:UltraFFF, x:Tensor) -> Tensor:
     else: y = self.masked_forward(x2) if masked else self.tree_forward(x2)
     return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 
-UltraFFF.masked_forward, UltraFFF.tree_forward, UltraFFF.forward = _ultra_masked, _ultra_tree, _ultra_forward
-
 # %% ../nbs/05_ultrafastbert.ipynb
-def _ultra_load_from_state_dict(self:UltraFFF, state_dict, prefix, *args, **kwargs):
+@patch
+def _load_from_state_dict(self:UltraFFF, state_dict, prefix, *args, **kwargs):
     if prefix + 'linear_in.weight' in state_dict:
         state_dict[prefix + 'X'] = state_dict.pop(prefix + 'linear_in.weight')
         if prefix + 'linear_in.bias' in state_dict: state_dict[prefix + 'b'] = state_dict.pop(prefix + 'linear_in.bias')
@@ -155,11 +158,9 @@ def _ultra_load_from_state_dict(self:UltraFFF, state_dict, prefix, *args, **kwar
                          f"{self.parallel_size}) has {self.X.shape[0]}; build it with `UltraFFF.from_state_dict`")
     nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
 
-UltraFFF._load_from_state_dict = _ultra_load_from_state_dict
-
 # %% ../nbs/05_ultrafastbert.ipynb
-@classmethod
-def _ultra_from_state_dict(cls, state_dict:dict, parallel_size:int=1, **kwargs) -> UltraFFF:
+@patch(cls_method=True)
+def from_state_dict(cls:UltraFFF, state_dict:dict, parallel_size:int=1, **kwargs) -> UltraFFF:
     "An `UltraFFF` shaped and loaded from `state_dict` (keys `X`/`b`/`Y` or `linear_in.weight`/`linear_in.bias`/`linear_out.weight`)."
     X = state_dict.get('X', state_dict.get('linear_in.weight'))
     if X is None: raise KeyError(f"expected 'linear_in.weight' (or 'X'), got {list(state_dict)}")
@@ -170,8 +171,6 @@ def _ultra_from_state_dict(cls, state_dict:dict, parallel_size:int=1, **kwargs) 
     m = cls(X.shape[1], out, depth, parallel_size, dtype=X.dtype, **kwargs)
     m.load_state_dict(state_dict)
     return m
-
-UltraFFF.from_state_dict = _ultra_from_state_dict
 
 # %% ../nbs/05_ultrafastbert.ipynb
 class SelfAttention(nn.Module):
@@ -204,13 +203,22 @@ class Attention(nn.Module):
     def forward(self, x:Tensor, attention_mask:Tensor|None=None) -> Tensor:
         return self.dense(self.self_attention(x, attention_mask))
 
+# %% ../nbs/05_ultrafastbert.ipynb
 class DenseFF(nn.Module):
-    "BERT's feedforward block in crammedBERT's names: `dense_in`, GELU, `dense_out`."
-    def __init__(self, hidden:int=768, intermed:int=3072, bias:bool=False, device=None, dtype=None):
+    "The dense feedforward `dense_out(act(dense_in(x)))`, `width` -> `hidden` -> `out_width`; by default BERT's, in crammedBERT's names."
+    def __init__(self,
+                 width:int=768,             # features in
+                 hidden:int=3072,           # hidden width (BERT: 4 x width)
+                 out_width:int|None=None,   # features out (default: `width`)
+                 act=nn.GELU,               # activation: module class, module, function or 'gelu'/'identity' (as `UltraFFF`'s)
+                 bias:bool=False,           # biases of both linear layers (crammedBERT: none)
+                 device=None, dtype=None):
         super().__init__()
-        self.dense_in = nn.Linear(hidden, intermed, bias=bias, device=device, dtype=dtype)
-        self.nonlin = nn.GELU()
-        self.dense_out = nn.Linear(intermed, hidden, bias=bias, device=device, dtype=dtype)
+        width, hidden = check_positive_int('width', width), check_positive_int('hidden', hidden)
+        out_width = width if out_width is None else check_positive_int('out_width', out_width)
+        self.dense_in = nn.Linear(width, hidden, bias=bias, device=device, dtype=dtype)
+        self.nonlin = as_activation(act)[0]
+        self.dense_out = nn.Linear(hidden, out_width, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x:Tensor) -> Tensor: return self.dense_out(self.nonlin(self.dense_in(x)))
 
@@ -235,7 +243,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(hidden, eps, **kw), nn.LayerNorm(hidden, eps, **kw)
         self.attn = Attention(hidden, heads, bias, dropout, **kw)
         self.ffn = (UltraFFF(hidden, hidden, depth, parallel_size, backend=backend, **kw) if ff == 'fff'
-                    else DenseFF(hidden, intermed, bias, **kw))
+                    else DenseFF(hidden, intermed, bias=bias, **kw))
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x:Tensor, attention_mask:Tensor|None=None) -> Tensor:
@@ -304,51 +312,3 @@ def layer_flops(hidden:int=768, heads:int=12, seq:int=128, intermed:int=3072, de
     return dict(attention=count(lay.attn, x), dense_ff=count(DenseFF(hidden, intermed), x),
                 masked_fff=count(lambda x: lay.ffn.masked_forward(x[0]), x),
                 tree_fff=2 * parallel_size * (depth + 1) * (hidden + hidden))
-
-# %% ../nbs/05_ultrafastbert.ipynb
-def _set_ffn(enc:nn.Module, impl:str, backend:str):
-    for m in enc.modules():
-        if isinstance(m, UltraFFF): m.impl, m.backend = impl, backend
-
-def encoder_contenders(n_layers:int=12, backends=None, ff_only:bool=False, **kwargs) -> dict[str, Callable[[Tensor], Tensor]]:
-    "BERT (dense FF) and UltraFastBERT (masked FF, tree FF per backend) stacks (or single FFs) as functions of `x`; the first is the baseline."
-    from fff_nb.bench import fff_backends
-    torch.manual_seed(0)
-    dense, ufb = Encoder(n_layers, ff='dense', **kwargs).eval(), Encoder(n_layers, ff='fff', **kwargs).eval()
-    if ff_only: dense, ufb = dense.layers[0].ffn, ufb.layers[0].ffn
-    def run(m, impl, backend):
-        def f(x):
-            _set_ffn(m, impl, backend)
-            with torch.no_grad(): return m(x)
-        return f
-    fns = {'BERT, dense FF 768-3072-768': run(dense, None, None), 'UltraFastBERT, masked FF (HF)': run(ufb, 'masked', 'torch')}
-    for b in backends or fff_backends(): fns[f'UltraFastBERT, tree FF {b}'] = run(ufb, 'tree', b)
-    return fns
-
-# %% ../nbs/05_ultrafastbert.ipynb
-def _check_agree(y:Tensor, ref:Tensor, name:str, min_frac:float=0.99):
-    "Raise unless at least `min_frac` of the tokens of `y` match `ref` (a pre-activation within rounding of 0 may flip one branch)."
-    ok = torch.isclose(y, ref, rtol=1e-3, atol=1e-3).all(-1).float().mean().item()
-    if ok < min_frac: raise AssertionError(f"{name} disagrees with the masked forward on {100 * (1 - ok):.1f}% of the tokens")
-
-def compare_encoders(n_layers:int=12, seq:int=128, batches=(1, 8), threads:int=1, backends=None, ff_only:bool=False,
-                     min_samples:int=5, min_time:float=0.5, db=None) -> list[dict]:
-    "Time BERT vs UltraFastBERT stacks (or single FFs) side by side at `batches` x `seq` tokens; rows for `fff_nb.bench.format_table`."
-    from fff_nb.bench import interleaved_times, summarize, env_info, record_results
-    old = torch.get_num_threads(); torch.set_num_threads(threads)
-    try:
-        fns, rows, env = encoder_contenders(n_layers, backends, ff_only), [], env_info()
-        base = next(iter(fns))
-        for B in batches:
-            x = torch.randn(B, seq, 768, generator=torch.Generator().manual_seed(B))
-            ref = list(fns.values())[1](x)
-            for n, f in list(fns.items())[2:]: _check_agree(f(x), ref, n)
-            st = {n: summarize(t) for n, t in interleaved_times({n: (lambda f=f: f(x)) for n, f in fns.items()},
-                                                                 min_samples=min_samples, min_time=min_time).items()}
-            rows += [dict(env, bench=f"{'FF' if ff_only else f'{n_layers}-layer encoder'}, seq {seq}", mode='forward', impl=n,
-                          batch=B, nIn=768, nOut=768, depth=12, median_s=s['median'], q1_s=s['q1'], q3_s=s['q3'], n=s['n'],
-                          tokens_per_s=B * seq / s['median'], speedup=st[base]['median'] / s['median'], baseline=base)
-                     for n, s in st.items()]
-    finally: torch.set_num_threads(old)
-    if db is not None: record_results(rows, db)
-    return rows
