@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_ops.ipynb 1
 from __future__ import annotations
-import hashlib, warnings
+import hashlib, os, re, shutil, subprocess, sys, sysconfig, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -13,11 +13,13 @@ from torch import Tensor
 from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
-__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build_lock', 'build', 'build_variant', 'load_library',
-           'register_tree_autograd', 'tree_forward', 'tree_backward', 'load', 'rand_tree', 'leaf_forward']
+__all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build_lock', 'build_name', 'stage_sources', 'BuildError', 'build',
+           'build_variant', 'load_library', 'main', 'register_tree_autograd', 'tree_forward', 'tree_backward', 'load',
+           'rand_tree', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
+_CXX_SUFFIXES = ('.h', '.cpp', '.cu', '.cuh')  # the files of a build: what `ext_name` hashes and `stage_sources` copies
 CFLAGS = ['-O3', '-fopenmp', '-ffp-contract=fast', '-Wno-psabi']  # FMA contraction: C++20 mode turns it off
 
 def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
@@ -25,7 +27,7 @@ def ext_name(sources, prefix:str='fff_nb_cpu') -> str:
     h = hashlib.sha256()
     for d in sorted({Path(s).parent for s in sources}):
         for f in sorted(d.iterdir()):
-            if f.suffix in ('.h', '.cpp', '.cu', '.cuh'): h.update(f.name.encode() + f.read_bytes())
+            if f.suffix in _CXX_SUFFIXES: h.update(f.name.encode() + f.read_bytes())
     return f"{prefix}_{h.hexdigest()[:10]}"
 
 # %% ../nbs/02_ops.ipynb
@@ -47,18 +49,80 @@ def build_lock(name:str):
 
 
 # %% ../nbs/02_ops.ipynb
+def _defines(defines:dict|None) -> list:
+    "`-D` flags for `defines`, sorted."
+    return [f'-D{k}={v}' for k, v in sorted((defines or {}).items())]
+
+def build_name(sources, defines:dict|None=None, prefix:str='fff_nb_cpu') -> str:
+    "Cache key of a build of `sources`: `ext_name` (their contents) plus a hash of `defines`, the flags and the toolchain."
+    env = [*CFLAGS, *_defines(defines), torch.__version__, str(Path(torch.__file__).parent),
+           sysconfig.get_paths()['include'], os.environ.get('CXX', 'c++')]
+    return f"{ext_name(sources, prefix)}_{hashlib.sha256(chr(0).join(env).encode()).hexdigest()[:6]}"
+
+def stage_sources(sources, d:Path) -> list[str]:
+    "Copy the C++ files beside `sources` (what `ext_name` hashes) into `d/'src'` where they differ; returns the copies' paths."
+    dirs = sorted({Path(s).resolve().parent for s in sources})
+    dest = {p: Path(d) / 'src' / (str(i) if len(dirs) > 1 else '') for i, p in enumerate(dirs)}
+    for p, q in dest.items():
+        q.mkdir(parents=True, exist_ok=True)
+        for f in p.iterdir():
+            if f.suffix not in _CXX_SUFFIXES or ((q / f.name).exists() and (q / f.name).read_bytes() == f.read_bytes()): continue
+            tmp = q / f'.{f.name}.tmp'
+            tmp.write_bytes(f.read_bytes()); os.replace(tmp, q / f.name)  # (atomic: a killed copy leaves no half file)
+    return [str(dest[Path(s).resolve().parent] / Path(s).name) for s in sources]
+
+# %% ../nbs/02_ops.ipynb
+class BuildError(RuntimeError):
+    "A C++ extension that cannot be built: the cause, naming the full log, on the first line; the fix on the second."
+
+_FIX_TOOLS = "fix: install g++ (10 or newer, for C++20) and ninja (e.g. apt install g++ ninja-build), or set CXX to a C++ compiler"
+_FIX_COMPILE = "fix: a C++20 compiler is needed (g++ 10 or newer, or set CXX); the log has the compiler's full output"
+
+def _fail(name:str, d:Path, cause:str, fix:str, log:str) -> BuildError:
+    "Write `log` to `d/build.log`; the `BuildError` naming it."
+    p = Path(d) / 'build.log'
+    p.write_text(log)
+    return BuildError(f"building the C++ extension {name} failed: {cause} (full log: {p})\n{fix}")
+
+def _first_error(out:str, d:Path) -> str:
+    "The compiler's first error line in ninja's output `out` (staged paths shortened), else the line after the failed command."
+    lines = [l.replace(f"{Path(d) / 'src'}/", '').strip() for l in out.splitlines()]
+    hit = next((l for l in lines if re.search(r'error:|undefined reference|not found', l) and not l.startswith(('FAILED', '['))
+                and ' -o ' not in l), None)
+    if hit: return hit[:300]
+    i = next((i for i, l in enumerate(lines) if l.startswith('FAILED:')), None)
+    return (lines[i + 2] if i is not None and i + 2 < len(lines) else 'ninja failed (its output is above when verbose)')[:300]
+
+def _say(msg:str):
+    "A build's progress line, on stderr; none in tests (`IN_TEST`)."
+    if not os.environ.get('IN_TEST'): print(f"fff_nb: {msg}", file=sys.stderr, flush=True)
+
+# %% ../nbs/02_ops.ipynb
 def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|None=None):
     "Compile (or load from the cache) the C++ kernels in `sources` (with `-D` `defines`), registering their ops in `torch.ops` (none with `FFF_BINDING_ONLY`); returns the Python module."
     from torch.utils.cpp_extension import load
     sources = [str(s) for s in (sources or sorted(CSRC.glob('fff_cpu*.cpp')))]
-    incs = sorted({str(Path(s).parent) for s in sources})
-    flags = [f'-D{k}={v}' for k, v in sorted((defines or {}).items())]
-    if name is None:
-        name = ext_name(sources) + (f"_{hashlib.sha256(' '.join(flags).encode()).hexdigest()[:6]}" if flags else '')
+    name = name or build_name(sources, defines)
     with build_lock(name) as d:
-        return load(name=name, sources=sources, extra_include_paths=incs, extra_cflags=CFLAGS + flags,
-                    extra_ldflags=['-fopenmp'], build_directory=str(d), verbose=verbose)
-
+        srcs, cxx = stage_sources(sources, d), os.environ.get('CXX', 'c++')
+        fresh = not (d / f"{name}{'.pyd' if os.name == 'nt' else '.so'}").exists()
+        if fresh:
+            if not shutil.which(cxx):
+                raise _fail(name, d, f"no C++ compiler found ({cxx} not on PATH)", _FIX_TOOLS, f"CXX={cxx}\nPATH={os.environ.get('PATH')}\n")
+            if not shutil.which('ninja'):
+                raise _fail(name, d, "ninja not found (not on PATH)", _FIX_TOOLS, f"PATH={os.environ.get('PATH')}\n")
+            _say(f"building {name} from {len(srcs)} C++ files: no cached build for these sources (the CPU kernels take about 1 minute on 2 cores); cached in {d}")
+            t0 = time.time()
+        try:
+            lib = load(name=name, sources=srcs, extra_include_paths=sorted({str(Path(s).parent) for s in srcs}),
+                       extra_cflags=CFLAGS + _defines(defines), extra_ldflags=['-fopenmp'], build_directory=str(d), verbose=verbose)
+        except RuntimeError as e:
+            if not isinstance(e.__cause__, subprocess.CalledProcessError): raise
+            out = (e.__cause__.output or b'').decode(errors='replace')
+            raise _fail(name, d, _first_error(out, d), _FIX_COMPILE, f"CXX={cxx}\nsources: {srcs}\n\n{out}") from None
+        if fresh: _say(f"built {name} in {time.time() - t0:.0f} s")
+        (d / 'build.log').unlink(missing_ok=True)
+        return lib
 
 # %% ../nbs/02_ops.ipynb
 def build_variant(**defines):
@@ -76,6 +140,17 @@ def load_library():
         except Exception as e: _STATE['error'] = e; raise
         _register_python_parts()
     return _STATE['lib']
+
+# %% ../nbs/02_ops.ipynb
+def main(argv:list|None=None):
+    "`python -m fff_nb.ops --build`: build the C++ kernels now, or find them cached, and print where they are."
+    import argparse
+    p = argparse.ArgumentParser(prog='python -m fff_nb.ops', description=main.__doc__)
+    p.add_argument('--build', action='store_true', help="build the kernels (or find them cached) and print the library's path")
+    if not p.parse_args(argv).build: return p.print_help()
+    print(f"fff_nb C++ kernels: {build().__file__}", flush=True)
+
+if __name__ == '__main__' and '__file__' in globals(): main()  # (not in a notebook, nor in tools/run_cells.py: no `__file__` there)
 
 # %% ../nbs/02_ops.ipynb
 ACTS = {'identity': 0, 'gelu': 1}  # coefficient name -> the `act` int of the op schemas
