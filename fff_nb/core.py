@@ -184,10 +184,11 @@ def _register_module(name:str):
     if name not in BACKENDS and name in BACKEND_MODULES: importlib.import_module(BACKEND_MODULES[name])
 
 def _why(name:str, e:Exception) -> str:
-    "The cause of `e` in one line, with the fix for a missing optional dependency."
+    "The cause of `e` in at most two lines (cause, fix), with the install command for a missing optional dependency."
     if isinstance(e, ImportError) and name in INSTALL_HINTS and INSTALL_HINTS[name] not in str(e):
         return f"{e} (install it with: {INSTALL_HINTS[name]})"
-    return (str(e).strip().splitlines() or [type(e).__name__])[0] if str(e).strip() else type(e).__name__
+    lines = str(e).strip().splitlines()  # a backend's own errors are short: a cause, maybe a fix; a long log is cut
+    return '\n'.join(lines[:2]) if lines else type(e).__name__
 
 def load_backend(name:str):
     "The forward function of backend `name`, building it on first use; raises `RuntimeError` saying why if it can't."
@@ -226,7 +227,7 @@ def resolve_backend(name:str, device:torch.device) -> tuple[str, Callable]:
             return r
         except RuntimeError as e:
             if (cand, dt) not in _WARNED:
-                _WARNED.add((cand, dt)); warnings.warn(f"{e}\n'auto' uses the 'torch' backend instead", RuntimeWarning, stacklevel=3)
+                _WARNED.add((cand, dt)); warnings.warn(f"{str(e).splitlines()[0]}\n'auto' uses the 'torch' backend instead", RuntimeWarning, stacklevel=3)
     return 'torch', tree_torch
 
 def _register_module_or_raise(name:str):
