@@ -30,7 +30,7 @@ class Data:
 
 # %% ../nbs/09a_data.ipynb
 def normalise(x, scale:float) -> Tensor:
-    "Pixels `x` in [0, `scale`] as float32 in [-1, 1] (scaled to [0, 1], then mean 0.5 and std 0.5, as the seed's experiments)."
+    "Pixels `x` in [0, `scale`] as float32 in [-1, 1] (scaled to [0, 1], then mean 0.5 and std 0.5, as sap-ient's experiments)."
     return (torch.as_tensor(np.asarray(x), dtype=torch.float32) / scale - 0.5) / 0.5
 
 # %% ../nbs/09a_data.ipynb
