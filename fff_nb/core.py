@@ -104,7 +104,7 @@ def walk(x:Tensor, X:Tensor, b:Tensor|None=None, n_trees:int=1) -> tuple[Tensor,
 
 # %% ../nbs/00_core.ipynb
 COEFFICIENTS = {'identity': lambda lam: lam, 'gelu': F.gelu}
-TORCH_CHUNK = 512  # rows per walk in `tree_torch` (08_bench_layer, batch 4096, width 768: 78 -> 32 ms per call)
+TORCH_CHUNK = 512  # rows per walk in `tree_torch` (08_bench, batch 4096, width 768: 78 -> 32 ms per call)
 
 def tree_torch(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
     "Reference forward of `n_trees` summed trees with node bias `b` and coefficient `act`: `x` (B, nIn) -> (B, nOut)."
