@@ -17,7 +17,7 @@ __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODU
            'INSTALL_HINTS', 'INITS', 'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit',
            'check_tree_size', 'check_input', 'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive',
            'fff_naive', 'Backend', 'register_backend', 'declare_backend', 'load_backend', 'resolve_backend',
-           'backend_for', 'batch_input', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads', 'peak_memory']
+           'backend_for', 'batch_input', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -368,21 +368,6 @@ def fff_grads(x:Tensor, X:Tensor, Y:Tensor, g:Tensor) -> tuple[Tensor, Tensor, T
     dX = torch.zeros_like(X).index_add_(0, nodes.flatten(), (gy[..., None] * x[:, None]).flatten(0, 1))
     dY = torch.zeros_like(Y).index_add_(0, nodes.flatten(), (lams[..., None] * g[:, None]).flatten(0, 1))
     return dx, dX, dY
-
-# %% ../nbs/00_core.ipynb
-def _proc_status(key:str) -> int:
-    import re
-    return int(re.search(rf'^{key}:\s+(\d+) kB', open('/proc/self/status').read(), re.M).group(1)) * 1024
-
-def peak_memory(fn:Callable, *args, repeats:int=3, **kwargs) -> tuple[object, int]:
-    "Result of `fn(*args, **kwargs)` and the bytes it added to peak resident memory (min over `repeats`; Linux only)."
-    best = None
-    for _ in range(repeats):
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        base = _proc_status('VmRSS'); res = fn(*args, **kwargs)
-        extra = _proc_status('VmHWM') - base
-        best = extra if best is None else min(best, extra)
-    return res, best
 
 # %% ../nbs/00_core.ipynb
 @patch

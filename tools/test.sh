@@ -27,6 +27,9 @@ git diff --exit-code -- fff_nb || { echo "fff_nb/ is out of sync with nbs/: run 
 nbdev_clean
 git diff --exit-code -- nbs || { echo "notebooks are not clean: run nbdev_clean and commit"; exit 1; }
 
+step "the house: module import graph (no upward import, no cycle, no fastcore.test in library code)"
+python tools/import_graph.py
+
 step "nbdev_test"
 # nbdev_test reuses worker processes across notebooks: one that ran torch.compile has imported triton without its
 # interpreter, which fff_nb.triton then refuses (see 04_triton). The interpreter from the start keeps them consistent.
