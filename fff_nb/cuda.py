@@ -4,12 +4,14 @@
 
 # %% ../nbs/03_cuda.ipynb 1
 from __future__ import annotations
+import os, subprocess
+from pathlib import Path
 from typing import Callable
 import torch
 from .core import register_backend
 
 # %% auto 0
-__all__ = ['CUDA_CFLAGS', 'cuda_unavailable', 'build', 'load']
+__all__ = ['CUDA_CFLAGS', 'cuda_unavailable', 'cuda_toolchain', 'cuda_build_name', 'build', 'load']
 
 # %% ../nbs/03_cuda.ipynb
 CUDA_CFLAGS = ['-O3', '--expt-relaxed-constexpr', '-lineinfo']  # no --use_fast_math: erf and NaN must stay exact
@@ -22,23 +24,40 @@ def cuda_unavailable() -> str|None:
     if CUDA_HOME is None: return "the CUDA toolkit (nvcc) was not found: set CUDA_HOME"
     return None
 
+def cuda_toolchain() -> list[str]:
+    "What a CUDA build depends on besides its sources, torch and the host compiler: nvcc's path and `--version`, `CUDA_CFLAGS`, the target architectures."
+    from torch.utils.cpp_extension import CUDA_HOME
+    nvcc = str(Path(CUDA_HOME or '') / 'bin' / 'nvcc')
+    try: version = subprocess.run([nvcc, '--version'], capture_output=True, text=True, timeout=120).stdout.strip()
+    except (OSError, subprocess.SubprocessError): version = ''
+    archs = os.environ.get('TORCH_CUDA_ARCH_LIST') or (' '.join(sorted({'%d.%d' % torch.cuda.get_device_capability(i)
+                                                                        for i in range(torch.cuda.device_count())}))
+                                                        if torch.cuda.is_available() else '')
+    return [nvcc, version, *CUDA_CFLAGS, archs]
+
+def cuda_build_name(sources, toolchain:list|None=None) -> str:
+    "Cache key of a CUDA build of `sources`: `fff_nb.ops.build_name` with the CUDA toolchain (`toolchain`, default `cuda_toolchain()`)."
+    from fff_nb.ops import build_name
+    return build_name(sources, prefix='fff_nb_cuda', toolchain=cuda_toolchain() if toolchain is None else toolchain)
+
 # %% ../nbs/03_cuda.ipynb
 _STATE = {}  # 'lib': path of the loaded library, or 'error': the exception that stopped the build
 
 def build(verbose:bool=False) -> str:
-    "Compile (or load from the cache) `csrc/fff_cuda.cu` after the CPU library that declares the ops; returns the library path."
+    "Compile (or load from the cache) `csrc/fff_cuda.cu`, staged into its build directory, after the CPU library that declares the ops; returns the library path."
     if 'lib' in _STATE: return _STATE['lib']
     if 'error' in _STATE: raise _STATE['error']
     try:
         why = cuda_unavailable()
         if why: raise RuntimeError(f"the CUDA kernels cannot be built: {why}")
         from torch.utils.cpp_extension import load
-        from fff_nb.ops import CSRC, ext_name, load_library, build_lock
+        from fff_nb.ops import CSRC, load_library, build_lock, stage_sources
         load_library()  # declares fff_nb::tree_forward/tree_backward and registers their autograd
         src = CSRC / 'fff_cuda.cu'
-        name = ext_name([src], 'fff_nb_cuda')
+        name = cuda_build_name([src])
         with build_lock(name) as d:  # (02_ops: a build killed midway does not block later ones)
-            _STATE['lib'] = load(name=name, sources=[str(src)], extra_include_paths=[str(CSRC)], extra_cuda_cflags=CUDA_CFLAGS,
+            srcs = stage_sources([src], d)  # compile a copy keyed by content: other checkouts load the same build
+            _STATE['lib'] = load(name=name, sources=srcs, extra_include_paths=[str(Path(srcs[0]).parent)], extra_cuda_cflags=CUDA_CFLAGS,
                                  is_python_module=False, build_directory=str(d), verbose=verbose)
     except Exception as e: _STATE['error'] = e; raise
     return _STATE['lib']

@@ -15,7 +15,7 @@ from .core import check_input, check_positive_int, register_backend
 # %% auto 0
 __all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build_lock', 'build_name', 'stage_sources', 'BuildError', 'build',
            'build_variant', 'load_library', 'main', 'register_tree_autograd', 'tree_forward', 'tree_backward', 'load',
-           'rand_tree', 'leaf_forward']
+           'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -53,10 +53,10 @@ def _defines(defines:dict|None) -> list:
     "`-D` flags for `defines`, sorted."
     return [f'-D{k}={v}' for k, v in sorted((defines or {}).items())]
 
-def build_name(sources, defines:dict|None=None, prefix:str='fff_nb_cpu') -> str:
-    "Cache key of a build of `sources`: `ext_name` (their contents) plus a hash of `defines`, the flags and the toolchain."
+def build_name(sources, defines:dict|None=None, prefix:str='fff_nb_cpu', toolchain=()) -> str:
+    "Cache key of a build of `sources`: `ext_name` (their contents) plus a hash of `defines`, the flags, the toolchain (torch, Python, `$CXX`) and the strings in `toolchain`."
     env = [*CFLAGS, *_defines(defines), torch.__version__, str(Path(torch.__file__).parent),
-           sysconfig.get_paths()['include'], os.environ.get('CXX', 'c++')]
+           sysconfig.get_paths()['include'], os.environ.get('CXX', 'c++'), *toolchain]
     return f"{ext_name(sources, prefix)}_{hashlib.sha256(chr(0).join(env).encode()).hexdigest()[:6]}"
 
 def stage_sources(sources, d:Path) -> list[str]:
@@ -125,9 +125,9 @@ def build(sources=None, name:str|None=None, verbose:bool=False, defines:dict|Non
         return lib
 
 # %% ../nbs/02_ops.ipynb
-def build_variant(**defines):
-    "The CPU kernels built with `-D` `defines` (e.g. `FFF_DRAM_PREFETCH=0`) and no ops registered: a module whose `tree_forward_direct` runs them."
-    return build(defines={'FFF_BINDING_ONLY': 1, **defines})
+def build_variant(src=None, **defines):
+    "The CPU kernels of directory `src` (default: the library's, `CSRC`) built with `-D` `defines`, registering no ops: a module whose `tree_forward_direct` runs them, to time a change to the kernels side by side with the library's."
+    return build(sorted(Path(src or CSRC).glob('fff_cpu*.cpp')), defines={'FFF_BINDING_ONLY': 1, **defines})
 
 # %% ../nbs/02_ops.ipynb
 _STATE = {}  # 'lib': the loaded extension module, or 'error': the exception that stopped the build
@@ -230,14 +230,6 @@ def load() -> Callable:
     return tree_forward
 
 register_backend('cpp', load, devices=('cpu',))
-
-# %% ../nbs/02_ops.ipynb
-def rand_tree(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=True, dtype=torch.float64, device='cpu', seed:int=0):
-    "Random tree tensors `(X, Y, b)` for tests (`b` None without `bias`); every backend's tests use them."
-    g = torch.Generator().manual_seed(seed)
-    n = n_trees * (2**levels - 1)
-    X, Y, b = (torch.randn(s, generator=g, dtype=dtype).to(device) for s in ((n, nIn), (n, nOut), (n,)))
-    return X, Y, (b if bias else None)
 
 # %% ../nbs/02_ops.ipynb
 LEAF_ACTS = {'identity': 0, 'gelu': 1, 'relu': 2}  # leaf activation name -> the `act` int of fff_nb::leaf_forward

@@ -1,6 +1,6 @@
 // walk_microbench.cpp: the tree walk of the CPU kernel alone (fff_nb/csrc/simd.h's dots, 8-token tiles), outside
 // torch, on the UltraFastBERT tree (4095 x 768 float32, 12 levels), for the "what bounds the walk" notes of 02_ops
-// (version 14) and 08_bench_layer. Tokens are sorted by path, as the kernel's router orders them. Prints the best of
+// and 08_bench. Tokens are sorted by path, as the kernel's router orders them. Prints the best of
 // 200 interleaved rounds, in ns per token and level, for:
 //   walk            the kernel's loop: each level's rows follow from the last dot products
 //   rows known      the same rows, read from a table (no dependence on the dot products)

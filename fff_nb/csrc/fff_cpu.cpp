@@ -106,9 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y,
     const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
   const int L = check_tree(x, X, Y, b, n_trees, act);
-  TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
-                    "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
-  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
+  check_grad_y(grad_y, x, Y);
   const auto dt = x.scalar_type();
   const at::Tensor Xc = contig(X), Yc = contig(Y), bc = b ? contig(*b) : at::Tensor(), xc = contig(x), gc = contig(grad_y);
   const auto empty = [&](at::IntArrayRef size) { return at::detail::empty_cpu(size, dt, {}, {}, {}, {}); };

@@ -21,17 +21,9 @@
 #define FFF_X86 1
 #endif
 
-// Build switches, for timing variants of the kernels side by side (fff_nb.ops.build_variant); the defaults are the
-// library's kernels. FFF_DRAM_PREFETCH=0: version 12's forward for rows from DRAM (no level-by-level walk, no
-// prefetching a tile ahead). FFF_BINDING_ONLY: register no ops, export only the pybind11 binding, so that several
-// variants load in one process.
-#ifndef FFF_DRAM_PREFETCH
-#define FFF_DRAM_PREFETCH 1
-#endif
-// FFF_SPLIT_TREE=0: a forward on several threads splits the batch between them, never the tree (version 13).
-#ifndef FFF_SPLIT_TREE
-#define FFF_SPLIT_TREE 1
-#endif
+// FFF_BINDING_ONLY: register no ops and export only the pybind11 binding `tree_forward_direct`, so that a build of
+// other sources or switches (fff_nb.ops.build_variant) loads in the same process as the library and can be timed
+// against it side by side: the way to measure a change to the kernels before it replaces them.
 
 namespace fff_nb {
 
@@ -51,7 +43,7 @@ template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_
 // Whether a forward of B tokens (rows of x of x_row_bytes) through trees of L levels on nth threads gives the
 // threads subtrees instead of slices of the batch (fff_cpu_impl.h's forward_split says why in this range).
 inline bool splits_tree(int64_t B, int64_t x_row_bytes, int L, int nth) {
-  return FFF_SPLIT_TREE && nth > 1 && L >= 2 && B >= 64 * nth && B / nth * x_row_bytes >= (int64_t(2) << 20) &&
+  return nth > 1 && L >= 2 && B >= 64 * nth && B / nth * x_row_bytes >= (int64_t(2) << 20) &&
          (L >= 62 || (B >> L) < nth);
 }
 

@@ -141,7 +141,7 @@ template <typename S, typename A, int TILE, typename XT> struct Router {  // XT:
         const int64_t tk = tok[i + t];
         xs[t] = x + tk * T.nIn, nd[t] = node[tk], rr[t] = R + tk * KL, zz[t] = Z + tk * KL;
         // fetch the tile's token rows all at once (the dot loops would start 2*TILE streams at once, more than
-        // the hardware prefetcher follows); non-temporal (0 to +15% when each stage walked the whole batch)
+        // the hardware prefetcher follows); non-temporal, so that rows of x used for one stage do not evict tree rows
         const char* p = reinterpret_cast<const char*>(xs[t]);
         if (!prefetch) for (int64_t j = 0; j < T.nIn * (int64_t)sizeof(XT); j += 64) __builtin_prefetch(p + j, 0, 0);
       }
@@ -224,12 +224,13 @@ struct ForwardPlan {
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
     // 16384, B=64; no change where the rows are in cache, which the column-block order suits: -3% at B=16).
-    // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here (version 13: +2-8%
-    // at UltraFastBERT's B >= 2048 on 1 thread, a few per cent at most on 2; the same at B <= 1024, with the tree in
-    // cache, lost 7-20%). FFF_DRAM_PREFETCH=0 (fff_cpu.h) builds version 12, for side-by-side timing.
+    // Rows under 32 KiB from DRAM are also prefetched a tile ahead, in the walk (see route) and here: the rows a tile
+    // needs are known a whole tile ahead, not one dependent dot product ahead (+2-8% at UltraFastBERT's B >= 2048 on 1
+    // thread, a few per cent at most on 2). Only there: with the tree in cache the prefetches fill L1 and cost more
+    // than the latency they hide (-7 to -20% at B <= 1024).
     const int64_t row_bytes = T.nOut * (int64_t)sizeof(S), KL = T.K * T.L;
     const bool wide = row_bytes >= (int64_t(32) << 10), dram = M * KL * row_bytes >= (int64_t(64) << 20);
-    by_token = wide || dram, from_dram = FFF_DRAM_PREFETCH && !wide && dram;
+    by_token = wide || dram, from_dram = !wide && dram;
   }
 };
 
@@ -276,13 +277,13 @@ template <typename S, typename A> struct Finish {
 // tokens in its share (B / nth) of the sorted batch. So most rows below level ls are read by one core only (those of
 // a subtree whose tokens straddle two shares by two), for about nth times as many tokens per node as a thread
 // holding a slice of the batch would see: at UltraFastBERT's B=4096 on 2 threads a core reads ~12.5 MiB of tree rows
-// per call instead of ~18.4 (half the batch visits almost the whole tree; 02_ops counts them). Returns false (nothing done) where the
-// batch is not in its range (splits_tree, fff_cpu.h): below 2 MiB of x per thread, a thread's slice of x mostly
-// stays in its caches between the top levels and the rest, and the other threads' tokens would not (-4 to -11% at
-// UltraFastBERT's B=1024 on 2 threads); from 2 tokens per node of the last level per thread (B >= nth 2^L), the
-// tiles of a thread's slice already share most deep rows, and the extra stage, the serial sort and x fetched from
-// the other core's cache cost more than the rows saved (-2 to -6% at B=8192; both losses in throwaway builds without this range). In
-// between, +1 to +11% at B=2048 to 6144 on 2 threads in 02_ops' stored side-by-side run (version 14).
+// per call instead of ~18.4 (half the batch visits almost the whole tree; 02_ops counts them). Returns false (nothing
+// done) where the batch is not in its range (splits_tree, fff_cpu.h), because outside it the split costs more than
+// it saves: below 2 MiB of x per thread, a thread's slice of x mostly stays in its caches between the top levels and
+// the rest, and the other threads' tokens would not (-4 to -11% at UltraFastBERT's B=1024 on 2 threads); from 2
+// tokens per node of the last level per thread (B >= nth 2^L), the tiles of a thread's slice already share most deep
+// rows, and the extra stage, the serial sort and x fetched from the other core's cache cost more than the rows saved
+// (-2 to -6% at B=8192). In the range, +1 to +11% at B=2048 to 6144 on 2 threads.
 // y is the same, bit for bit, as on one thread: each token's sums are the same, whichever thread makes them.
 template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const S* x, S* y, int64_t B, int nth) {
   if (!splits_tree(B, T.nIn * (int64_t)sizeof(S), T.L, nth)) return false;

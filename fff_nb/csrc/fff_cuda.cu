@@ -327,10 +327,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cuda(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y,
     const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
   const int L = check_tree(x, X, Y, b, n_trees, act);
-  TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
-                    "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
-  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
-  TORCH_CHECK_VALUE(grad_y.device() == x.device(), "`grad_y` is on ", grad_y.device(), " but `x` is on ", x.device());
+  check_grad_y(grad_y, x, Y);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous(), gc = grad_y.contiguous(), Xc = X.contiguous(), Yc = Y.contiguous();
   const at::Tensor bc = b ? b->contiguous() : at::Tensor();

@@ -1,5 +1,6 @@
-// tree_check.h: argument checks of the tree ops shared by the CPU and CUDA kernels (host code only). The Python
-// wrappers give friendlier messages first; these keep direct op calls memory-safe. Each kernel adds its device check.
+// tree_check.h: argument checks of the tree ops shared by the CPU and CUDA kernels (host code only): every call's
+// arguments (check_tree_args) and the backward's grad_y (check_grad_y). The Python wrappers give friendlier messages
+// first; these keep direct op calls memory-safe. Each kernel adds its device check.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -28,6 +29,14 @@ inline int check_tree_args(const at::Tensor& x, const at::Tensor& X, const at::T
     TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), "`b` must have dtype ", x.scalar_type(), ", got ", b->scalar_type());
   }
   return L;
+}
+
+// `grad_y` of a backward call: shape (B, nOut), the dtype and device of `x`. (After `check_tree_args`.)
+inline void check_grad_y(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& Y) {
+  TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == x.size(0) && grad_y.size(1) == Y.size(1),
+                    "`grad_y` must have shape (", x.size(0), ", ", Y.size(1), "), got ", grad_y.sizes());
+  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type(), "`grad_y` must have dtype ", x.scalar_type(), ", got ", grad_y.scalar_type());
+  TORCH_CHECK_VALUE(grad_y.device() == x.device(), "`grad_y` is on ", grad_y.device(), " but `x` is on ", x.device());
 }
 
 }  // namespace fff_nb
