@@ -15,9 +15,9 @@ from fastcore.basics import patch
 # %% auto 0
 __all__ = ['MAX_DEPTH', 'COEFFICIENTS', 'TORCH_CHUNK', 'BACKENDS', 'BACKEND_MODULES', 'AUTO_ORDER', 'BACKEND_NAMES',
            'INSTALL_HINTS', 'INITS', 'HUGE_PAGE', 'check_positive_int', 'default_depth', 'memory_limit',
-           'check_tree_size', 'check_input', 'acc_dtype', 'tree_depth', 'walk', 'tree_torch', 'fff_torch', 'tree_naive',
-           'fff_naive', 'Backend', 'register_backend', 'declare_backend', 'load_backend', 'resolve_backend',
-           'backend_for', 'batch_input', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads']
+           'check_tree_size', 'check_input', 'check_tree_args', 'acc_dtype', 'tree_depth', 'walk', 'tree_torch',
+           'fff_torch', 'tree_naive', 'fff_naive', 'Backend', 'register_backend', 'declare_backend', 'load_backend',
+           'resolve_backend', 'backend_for', 'batch_input', 'init_tree_', 'huge_empty', 'FFF', 'fff_grads']
 
 # %% ../nbs/00_core.ipynb
 def check_positive_int(name:str, v) -> int:
@@ -73,6 +73,18 @@ def check_input(x, X:Tensor, name:str='x'):
         raise TypeError(f"`{name}` has dtype {x.dtype} but the FFF parameters are {X.dtype}: convert one of them (e.g. `fff.to({x.dtype})`)")
     if x.device != X.device:
         raise ValueError(f"`{name}` is on {x.device} but the FFF parameters are on {X.device}: move one of them")
+
+# %% ../nbs/00_core.ipynb
+def check_tree_args(x, X:Tensor, Y:Tensor, n_trees, act, acts) -> int:
+    "Check a tree op's arguments as every backend does: `x` (B, nIn) for `X`, `n_trees` complete trees in `X` and `Y`, `act` one of `acts`; returns `n_trees`."
+    check_input(x, X)
+    if x.dim() != 2: raise ValueError(f"`x` must be 2-D (B, nIn), got shape {tuple(x.shape)}")
+    K = check_positive_int('n_trees', n_trees)
+    if not isinstance(act, str) or act not in acts: raise ValueError(f"`act` must be one of {tuple(acts)}, got {act!r}")
+    n = X.shape[0] // K
+    if X.shape[0] % K or (n + 1) & n or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"`X` and `Y` must hold `n_trees`={K} complete trees (2**depth - 1 rows each), got {X.shape[0]} and {Y.shape[0]} rows")
+    return K
 
 # %% ../nbs/00_core.ipynb
 def acc_dtype(dtype:torch.dtype) -> torch.dtype:

@@ -10,7 +10,7 @@ from functools import cache, partial
 import numpy as np
 import torch
 from torch import Tensor
-from .core import INITS, check_input, check_positive_int, default_depth, register_backend, tree_depth
+from .core import INITS, check_input, check_positive_int, check_tree_args, default_depth, register_backend, tree_depth
 from .ops import register_tree_autograd
 
 # %% auto 0
@@ -174,12 +174,7 @@ def _jax_has_gpu() -> bool:
 
 def _check_args(x:Tensor, X:Tensor, Y:Tensor, n_trees, act) -> int:
     "Check the arguments as the other backends do; returns `n_trees`."
-    check_input(x, X)
-    if x.dim() != 2: raise ValueError(f"`x` must be 2-D (B, nIn), got shape {tuple(x.shape)}")
-    K = check_positive_int('n_trees', n_trees)
-    if act not in COEFFICIENTS_JAX: raise ValueError(f"`act` must be one of {tuple(COEFFICIENTS_JAX)}, got {act!r}")
-    if X.shape[0] % K or (X.shape[0] // K + 1) & (X.shape[0] // K) or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"`X` and `Y` must hold `n_trees`={K} complete trees (2**depth - 1 rows each), got {X.shape[0]} and {Y.shape[0]} rows")
+    K = check_tree_args(x, X, Y, n_trees, act, COEFFICIENTS_JAX)
     if x.is_cuda and not _jax_has_gpu():
         raise RuntimeError("backend 'jax' got CUDA tensors but the installed JAX has no GPU: install JAX for CUDA (pip install 'jax[cuda12]')")
     return K

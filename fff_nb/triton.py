@@ -8,7 +8,7 @@ import os
 import sys
 import torch
 from torch import Tensor
-from .core import check_input, check_positive_int, register_backend, tree_torch
+from .core import check_input, check_positive_int, check_tree_args, register_backend, tree_torch
 from .ops import register_tree_autograd
 
 # %% auto 0
@@ -214,12 +214,7 @@ register_tree_autograd(triton_tree_forward, triton_tree_backward)  # the autogra
 # %% ../nbs/04_triton.ipynb
 def tree_triton(x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity') -> Tensor:
     "`tree_torch` by the Triton kernels: `n_trees` summed trees with node bias `b` and coefficient `act`, `x` (B, nIn) -> (B, nOut)."
-    check_input(x, X)
-    if x.dim() != 2: raise ValueError(f"`x` must be 2-D (B, nIn), got shape {tuple(x.shape)}")
-    K = check_positive_int('n_trees', n_trees)
-    if act not in ACTS: raise ValueError(f"`act` must be one of {tuple(ACTS)}, got {act!r}")
-    if X.shape[0] % K or (X.shape[0] // K + 1) & (X.shape[0] // K) or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"`X` and `Y` must hold `n_trees`={K} complete trees (2**depth - 1 rows each), got {X.shape[0]} and {Y.shape[0]} rows")
+    K = check_tree_args(x, X, Y, n_trees, act, ACTS)
     return triton_tree_forward(x, X, Y, b, K, ACTS[act])
 
 def tree_triton_backward(grad_y:Tensor, x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=None, n_trees:int=1, act:str='identity'):
