@@ -502,7 +502,7 @@ def plot_tradeoff(study:Study, ax=None, title:str|None=None):
 
 # %% ../nbs/09b_learning.ipynb
 @call_parse
-def main(dataset:str='digits',   # one of digits, mnist, fashion_mnist, cifar10
+def main(dataset:str='digits',   # one of digits, mnist10k, mnist, fashion_mnist, cifar10
          arch:str='mlp',          # 'mlp' (in-500-classes) or 'lenet' (CNN with 3 FC layers)
          epochs:int=20,           # training epochs
          seeds:int=2,             # number of seeds (0, 1, ...)
