@@ -5,7 +5,7 @@ For each `_docs/*.html`, in the DOM after its scripts ran:
 - navigation: a `<nav>` sidebar with a link to every page of the site (and no link to a page that is not there);
 - maths: if the page has TeX (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]` outside code), MathJax typeset it (`mjx-container`)
   and none is left raw;
-- no notebook prompts (`In [1]:`, `Out[0]:`), at least one code cell, and no Python traceback.
+- no notebook prompts (`In [1]:`, `Out[0]:`), at least one code cell (or, on a prose page, a code block), and no Python traceback.
 Exits 1 with, for each check, the pages that fail it. A screenshot of each page lands in `_docs/screenshots/` for humans
 (`--no-screenshots` to skip).
 Usage: python tools/check_docs.py [DOC_DIR (default: the repo's _docs)] [--no-screenshots]   (needs Chromium: apt-get install chromium)
@@ -40,7 +40,7 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.title = self.h1 = None; self.description = False
         self.nav_links, self.mjx, self.code_cells, self.text = [], 0, 0, []
-        self._skip, self._in_title, self._in_h1, self._nav, self._buf = 0, False, False, 0, []
+        self._skip, self._in_title, self._in_h1, self._nav, self._buf, self._pre = 0, False, False, 0, [], 0
         self.feed(src); self.close()
         self.prose = ''.join(self.text)
     def handle_starttag(self, tag, attrs):
@@ -53,11 +53,14 @@ class Page(HTMLParser):
         if tag == 'nav': self._nav += 1
         if tag == 'a' and self._nav and a.get('href'): self.nav_links.append(a['href'])
         if 'jp-CodeCell' in cls: self.code_cells += 1
+        if tag == 'pre': self._pre += 1
+        if tag == 'code' and self._pre: self.code_cells += 1  # a code block in prose (an explanations page)
     def handle_endtag(self, tag):
         if tag in self.SKIP and self._skip: self._skip -= 1
         if tag == 'title' and self._in_title: self._in_title, self.title = False, ' '.join(''.join(self._buf).split())
         if tag == 'h1' and self._in_h1: self._in_h1, self.h1 = False, ' '.join(''.join(self._h1buf).split())
         if tag == 'nav' and self._nav: self._nav -= 1
+        if tag == 'pre' and self._pre: self._pre -= 1
     def handle_data(self, data):
         if self._in_title: self._buf.append(data)
         if self._in_h1: self._h1buf.append(data)
