@@ -317,6 +317,7 @@ def main(readme=True):
     pages = [(d[5], d[6]) for d in docs]
     exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True,
                             extra_loaders=[jinja2.DictLoader({'offline.html.j2': TEMPLATE})], template_file='offline.html.j2')
+    for stale in set(out.glob('*.html')) - {out/f'{d[5]}.html' for d in docs}: stale.unlink()  # pages of renamed notebooks
     for _, rel, p, nb, fm, name, title in docs:
         nb.metadata['title'] = plain(title)
         res = {'offline': dict(css=LAYOUT_CSS, mathjax_url=mathjax, mathjax_config=MATHJAX_CONFIG,
