@@ -24,21 +24,14 @@ __all__ = ['BACKEND_NOTES', 'MALLOC_NOTES', 'fff_backends', 'TreeFF', 'to_onednn
 
 # %% ../nbs/08_bench.ipynb
 def fff_backends(device='cpu') -> list[str]:
-    "Names of the FFF backends that load on `device` (building them if needed); backends not installed are skipped."
-    # (a backend module whose dependency is missing, e.g. `fff_nb.triton` without triton, counts as not installed)
-    import importlib.util
-    from fff_nb.core import BACKEND_MODULES
+    "Names of the FFF backends that run on `device` (building them if needed); the others (not installed, not built, another device) are skipped."
+    from fff_nb.core import BACKEND_NAMES
     out = []
-    for name in ('torch', *BACKEND_MODULES):
-        mod = BACKEND_MODULES.get(name)
-        if name not in BACKENDS and (mod is None or importlib.util.find_spec(mod) is None): continue
-        if mod and name not in BACKENDS:
-            try: __import__(mod)
-            except ImportError: continue
-        if name not in BACKENDS or torch.device(device).type not in BACKENDS[name].devices: continue
-        try:
-            if resolve_backend(name, torch.device(device))[0] == name: out.append(name)
-        except RuntimeError: continue  # (a backend named explicitly raises when it cannot run)
+    for name in BACKEND_NAMES:
+        if name == 'auto': continue
+        try: resolve_backend(name, torch.device(device))  # an explicit backend raises when it cannot run (00_core)
+        except (ValueError, RuntimeError): continue
+        out.append(name)
     return out
 
 # %% ../nbs/08_bench.ipynb
