@@ -11,7 +11,7 @@ from .core import tree_torch, walk
 
 # %% auto 0
 __all__ = ['TEST_CASES', 'dtypes', 'grad_dtypes', 'devices', 'rand_tree', 'tree_grads_torch', 'assert_close_rel', 'check_tree_op',
-           'near_ties', 'assert_close_but_ties', 'tol']
+           'near_ties', 'assert_close_but_ties']
 
 # %% ../nbs/00b_testing.ipynb
 def rand_tree(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=True, dtype=torch.float64, device='cpu', seed:int=0):
@@ -66,7 +66,3 @@ def assert_close_but_ties(got:torch.Tensor, want:torch.Tensor, x:torch.Tensor, X
 dtypes = [torch.float16, torch.bfloat16, torch.float32, torch.float64]  # what the tree ops take
 grad_dtypes = [torch.float32, torch.float64]                            # gradients are checked in these
 devices = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
-
-def tol(dtype:torch.dtype) -> float:
-    "Relative tolerance of a comparison with the float64 reference in `dtype` (its rounding, summed over a walk)."
-    return {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-9}[dtype]
