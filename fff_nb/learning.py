@@ -17,11 +17,12 @@ from .data import Data, load_data, DATASETS
 from .timing import record_results, load_results, env_info
 
 # %% auto 0
-__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'SIZE_ABBREV', 'MARKERS', 'count_params', 'LowRank',
-           'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer', 'find_families',
-           'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders', 'build_model',
-           'evaluate', 'soft_accuracy', 'train_model', 'Result', 'Study', 'run_study', 'record_study', 'format_study',
-           'plot_curves', 'plot_tradeoff', 'main']
+__all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'RECIPES', 'RECOMMENDED', 'SIZE_ABBREV', 'MARKERS',
+           'count_params', 'LowRank', 'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer',
+           'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders',
+           'narrow_width', 'build_model', 'evaluate', 'soft_accuracy', 'train_model', 'Recipe', 'get_recipe', 'Result',
+           'Study', 'run_study', 'record_study', 'format_study', 'study_records', 'pareto_front', 'plot_curves',
+           'plot_tradeoff', 'write_json', 'main']
 
 # %% ../nbs/09b_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -263,29 +264,64 @@ ARCHS = {'mlp': mlp, 'lenet': lenet}
 # %% ../nbs/09b_learning.ipynb
 @dataclass
 class Contender:
-    "Family `family` sized so each slot's `match` ('params', 'flops', or None for as built) equals contender `ref`'s."
+    "Family `family` sized so each slot's `match` ('params', 'flops', or None for as built) equals contender `ref`'s, trained by `recipe`."
     family: str
     match: str|None = None
     ref: str = 'dense'
+    hidden: int|str|None = None   # the MLP's hidden width: an int, 'flops' (the width whose layers cost `ref`'s FLOPs), None (the study's)
+    recipe: str = 'base'          # `RECIPES` names joined by '+', or 'recommended' (the family's entry in `RECOMMENDED`)
+    def __post_init__(self):
+        if self.match not in (None, 'params', 'flops'): raise ValueError(f"`match` must be None, 'params' or 'flops', got {self.match!r}")
+        if not (self.hidden in (None, 'flops') or (isinstance(self.hidden, int) and not isinstance(self.hidden, bool) and self.hidden > 0)):
+            raise ValueError(f"`hidden` must be a positive int, 'flops' or None, got {self.hidden!r}")
+        if self.hidden == 'flops' and self.match is not None:
+            raise ValueError("`hidden='flops'` sizes the whole model to `ref`'s FLOPs: `match` must be None")
     @property
     def name(self) -> str:
-        if self.match is None: return self.family
-        m = 'FLOPs' if self.match == 'flops' else 'params'
-        return f"{self.family} = {m}" + ('' if self.ref == 'dense' else f" of {self.ref}")
+        if self.hidden == 'flops': s = f"{self.family} narrow = FLOPs of {self.ref}"
+        else:
+            s = self.family + ('' if self.hidden is None else f" h{self.hidden}")
+            if self.match is not None:
+                s += f" = {'FLOPs' if self.match == 'flops' else 'params'}" + ('' if self.ref == 'dense' else f" of {self.ref}")
+        return s + ('' if self.recipe == 'base' else f" + {self.recipe}")
 
 # %% ../nbs/09b_learning.ipynb
-def default_contenders(families, matches=('params', 'flops'), counterparts:bool=True) -> list[Contender]:
-    "Dense, then every other family at each of `matches` to dense, and the low-rank layer with the FLOPs of each at equal params."
-    out = [Contender('dense')]
+def default_contenders(families, matches=('params', 'flops'), counterparts:bool=True, widths=(), narrow:bool=False,
+                       recipes=('base',)) -> list[Contender]:
+    "Dense (and at each hidden width of `widths`), every other family at each of `matches` to dense and each recipe, the low-rank layer with the FLOPs of each at equal params, and (`narrow`) the dense MLP of those FLOPs with each recipe."
+    out = [Contender('dense')] + [Contender('dense', hidden=w) for w in widths]
     trees = [f for f in families if f not in ('dense', 'low-rank')]
-    for f in trees: out += [Contender(f, m) for m in matches]
-    if counterparts and 'params' in matches: out += [Contender('low-rank', 'flops', Contender(f, 'params').name) for f in trees]
+    for f in trees: out += [Contender(f, m, recipe=r) for m in matches for r in recipes]
+    if 'params' in matches:
+        refs = [Contender(f, 'params', recipe=recipes[0]).name for f in trees]
+        if counterparts: out += [Contender('low-rank', 'flops', ref) for ref in refs]
+        if narrow: out += [Contender('dense', hidden='flops', ref=ref, recipe=r) for ref in refs for r in recipes]
     return out
 
 # %% ../nbs/09b_learning.ipynb
+def _layer_flops_at(fam:Family, arch:str, data:Data, hidden:int) -> int:
+    "FLOPs per sample of the swapped layers of model `arch` built from `fam` (as built) with hidden width `hidden`."
+    total = [0]
+    def layer(nIn, nOut): total[0] += _measure(fam, nIn, nOut, {}, 2**62)[1]; return nn.Identity()
+    with torch.device('meta'): ARCHS[arch](data.shape, data.classes, layer, hidden)
+    return total[0]
+
+def narrow_width(c:Contender, arch:str, data:Data, families:dict, built:dict, tolerance:float=1.25) -> int:
+    "The hidden width at which model `arch` with `c.family`'s layers (as built) costs the FLOPs of contender `c.ref`'s layers."
+    if c.ref not in built: raise KeyError(f"contender {c.name!r} needs {c.ref!r} to be built first")
+    target, fam = sum(s.flops for s in built[c.ref]), families[c.family]
+    f1, f2 = (_layer_flops_at(fam, arch, data, h) for h in (1, 2))
+    if f2 == f1: raise Unreachable(f"{c.family} in {arch}: the hidden width does not change the FLOPs of the swapped layers")
+    h = max(1, round((target - f1) / (f2 - f1)) + 1)     # the layers' FLOPs are linear in the width
+    if abs(math.log(_layer_flops_at(fam, arch, data, h) / target)) > math.log(tolerance):
+        raise Unreachable(f"{c.family} in {arch} cannot reach {target:,} FLOPs within {tolerance}x")
+    return h
+
 def build_model(c:Contender, arch:str, data:Data, families:dict, built:dict, hidden:int=500, max_factor:float=64.) -> tuple[nn.Module, list[Sized]]:
     "Model `arch` for `data` with contender `c`'s layers; `built` maps contender names to their `Sized` slots (the targets)."
     if c.family not in families: raise KeyError(f"family {c.family!r} is not available; found {list(families)}")
+    if c.hidden == 'flops': hidden = narrow_width(c, arch, data, families, built)
+    elif c.hidden is not None: hidden = c.hidden
     fam, sized = families[c.family], []
     def layer(nIn, nOut):
         if c.match is None: s = Sized(c.family, nIn, nOut, {}, *_measure(fam, nIn, nOut, {}, 2**62))
@@ -331,11 +367,26 @@ def _aux_loss(model:nn.Module):
     return sum(terms) if terms else None
 
 # %% ../nbs/09b_learning.ipynb
+def _distill_loss(out:Tensor, target:Tensor, temperature:float) -> Tensor:
+    "Hinton's distillation term: T² · KL(softmax(target/T) ‖ softmax(out/T)), batch mean."
+    t = temperature
+    return F.kl_div(F.log_softmax(out / t, -1), F.log_softmax(target / t, -1), log_target=True, reduction='batchmean') * t * t
+
 def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, lr:float=1e-3, weight_decay:float=0.01,
-                seed:int=0, progress:bool=True, desc:str='') -> dict:
-    "Train `model` on `data` (AdamW, cross-entropy); per-epoch curves (epoch 0 = untrained), training seconds, final train accuracy."
+                seed:int=0, progress:bool=True, desc:str='', teacher:nn.Module|None=None, distill:float=0.,
+                temperature:float=4.) -> dict:
+    "Train `model` on `data` (AdamW; cross-entropy, mixed with `distill` × the distillation loss to `teacher`); per-epoch curves (epoch 0 = untrained), training seconds, final train accuracy."
+    if not 0 <= distill <= 1: raise ValueError(f"`distill` must be in [0, 1], got {distill}")
+    if distill and teacher is None: raise ValueError("`distill` > 0 needs a `teacher` model")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen, n = torch.Generator().manual_seed(seed), len(data.y_train)
+    soft_targets = None
+    if distill:
+        was = teacher.training
+        with torch.no_grad(): soft_targets = torch.cat([teacher.eval()(data.x_train[i:i + 1024]) for i in range(0, n, 1024)])
+        teacher.train(was)
+    scheduled = [m for m in model.modules() if callable(getattr(m, 'train_progress', None))]   # e.g. annealed routing
+    step, steps = 0, epochs * math.ceil(n / batch_size)
     h = dict(zip(('test_loss', 'test_acc'), map(lambda v: [v], evaluate(model, data.x_test, data.y_test))), train_loss=[None], train_acc=[None], train_s=0.)
     if progress:
         from tqdm.auto import tqdm
@@ -344,8 +395,11 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
     for _ in bar:
         model.train(); t0, tl, tr = time.perf_counter(), 0., 0
         for idx in torch.randperm(n, generator=gen).split(batch_size):
+            for m in scheduled: m.train_progress(step / steps)
+            step += 1
             out = model(data.x_train[idx]); loss = F.cross_entropy(out, data.y_train[idx])
             tl += loss.item() * len(idx); tr += (out.argmax(-1) == data.y_train[idx]).sum().item()
+            if distill: loss = (1 - distill) * loss + distill * _distill_loss(out, soft_targets[idx], temperature)
             if (aux := _aux_loss(model)) is not None: loss = loss + aux
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         h['train_s'] += time.perf_counter() - t0
@@ -357,12 +411,43 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
     return h
 
 # %% ../nbs/09b_learning.ipynb
+@dataclass(frozen=True)
+class Recipe:
+    "How a contender trains, relative to the study: learning-rate and epoch factors, distillation weight and temperature."
+    lr_factor: float = 1.
+    epochs_factor: float = 1.
+    distill: float = 0.          # loss = (1 - distill) · CE(labels) + distill · T² KL(teacher_T ‖ student_T)
+    temperature: float = 4.
+    teacher: str = 'dense'       # the contender whose trained model (same seed) teaches
+
+RECIPES = {'base': Recipe(), 'lr3': Recipe(lr_factor=3.), 'lr10': Recipe(lr_factor=10.), 'long': Recipe(epochs_factor=3.),
+           'distill': Recipe(distill=0.5)}
+RECOMMENDED: dict[str, str] = {}   # family -> recipe name; filled from the measured ablation (see the full run)
+
+# %% ../nbs/09b_learning.ipynb
+def get_recipe(name:str, family:str|None=None) -> Recipe:
+    "The `Recipe` called `name`: `RECIPES` keys joined by '+' (factors multiply), or 'recommended' (`RECOMMENDED[family]`)."
+    if not isinstance(name, str) or not name: raise TypeError(f"`recipe` must be a non-empty string, got {name!r}")
+    if name == 'recommended': return get_recipe(RECOMMENDED.get(family, 'base'))
+    r = Recipe()
+    for part in name.split('+'):
+        if part not in RECIPES: raise ValueError(f"unknown recipe {part!r} in {name!r}: use {', '.join(RECIPES)} or 'recommended'")
+        p = RECIPES[part]
+        r = Recipe(r.lr_factor * p.lr_factor, r.epochs_factor * p.epochs_factor, max(r.distill, p.distill),
+                   p.temperature if p.distill else r.temperature, p.teacher if p.distill else r.teacher)
+    return r
+
+# %% ../nbs/09b_learning.ipynb
 @dataclass
 class Result:
-    "One contender's outcome: sizes, counts, per-seed histories."
+    "One contender's outcome: sizes, counts, per-seed histories, the recipe and hidden width it trained with."
     name: str; family: str; match: str|None; sizes: list; params: int; flops: int; layer_params: int; layer_flops: int
     histories: list = field(default_factory=list)
     seeds: list = field(default_factory=list)
+    recipe: str = 'base'
+    hidden: int|None = None
+    epochs: int|None = None
+    lr: float|None = None
 
     def final(self, key='test_acc') -> list[float]: return [h[key][-1] for h in self.histories]
     def fit(self) -> list[float]: return [h['final_train_acc'] for h in self.histories]
@@ -372,12 +457,13 @@ class Result:
 
 # %% ../nbs/09b_learning.ipynb
 def _db_rows(r:Result, cfg:dict, env:dict, run_id:str) -> list[dict]:
+    ep, lr = r.epochs or cfg['epochs'], r.lr or cfg['lr']
     return [dict(run_id=run_id, bench='learning', impl=r.name, batch=cfg['batch_size'], nIn=cfg['nIn'], nOut=cfg['classes'],
-                 mode='train', median_s=h['train_s'] / max(1, cfg['epochs']), n=cfg['epochs'], baseline='dense', **env,
-                 extra=dict(dataset=cfg['dataset'], arch=cfg['arch'], family=r.family, match=r.match, seed=s,
+                 mode='train', median_s=h['train_s'] / max(1, ep), n=ep, baseline='dense', **env,
+                 extra=dict(dataset=cfg['dataset'], arch=cfg['arch'], family=r.family, match=r.match, seed=s, recipe=r.recipe, hidden=r.hidden,
                             test_acc=h['test_acc'][-1], test_loss=h['test_loss'][-1], train_acc=h['final_train_acc'], soft_acc=h['final_soft_acc'],
                             params=r.params, flops=r.flops, layer_params=r.layer_params, layer_flops=r.layer_flops,
-                            sizes=r.sizes, epochs=cfg['epochs'], lr=cfg['lr'], train_s=h['train_s'], test_acc_curve=h['test_acc']))
+                            sizes=r.sizes, epochs=ep, lr=lr, train_s=h['train_s'], test_acc_curve=h['test_acc']))
             for s, h in zip(r.seeds, r.histories)]
 
 # %% ../nbs/09b_learning.ipynb
@@ -399,11 +485,12 @@ def run_study(data:Data|str='digits', arch:str='mlp', contenders:list|None=None,
     fskipped = {}
     if families is None: families, fskipped = find_families(backend)
     contenders = contenders or default_contenders(families)
-    built, results, skipped = {}, [], {}
+    built, results, skipped, trained = {}, [], {}, {}
+    teachers = {get_recipe(c.recipe, c.family).teacher for c in contenders if get_recipe(c.recipe, c.family).distill}
     cfg = dict(dataset=data.name, arch=arch, epochs=epochs, seeds=list(seeds), batch_size=batch_size, lr=lr, hidden=hidden,
                nIn=math.prod(data.shape), classes=data.classes, backend=backend, threads=torch.get_num_threads())
     for c in contenders:
-        try: r = _run_contender(c, data, arch, families, built, cfg, max_factor, progress, results)
+        try: r = _run_contender(c, data, arch, families, built, cfg, max_factor, progress, results, trained, teachers)
         except (Unreachable, KeyError) as e: skipped[c.name] = e.args[0]; continue
         results.append(r)
     study = Study(cfg, results, skipped, fskipped)
@@ -412,20 +499,28 @@ def run_study(data:Data|str='digits', arch:str='mlp', contenders:list|None=None,
 
 # %% ../nbs/09b_learning.ipynb
 def _run_contender(c:Contender, data:Data, arch:str, families:dict, built:dict, cfg:dict, max_factor:float, progress:bool,
-                   done:list=()) -> Result:
-    r = None
+                   done:list=(), trained:dict|None=None, teachers:set=frozenset()) -> Result:
+    r, rec = None, get_recipe(c.recipe, c.family)
+    epochs, lr = max(1, round(cfg['epochs'] * rec.epochs_factor)), cfg['lr'] * rec.lr_factor
+    trained = {} if trained is None else trained
     for seed in cfg['seeds']:
         torch.manual_seed(seed)
         model, sized = build_model(c, arch, data, families, built, cfg['hidden'], max_factor)
         if r is None:
             built[c.name] = sized
-            same = next((o.name for o in done if o.family == c.family and o.sizes == [s.size for s in sized]), None)
-            if same: raise Unreachable(f"the same model as {same!r}")
+            key = (c.family, [s.size for s in sized], sized[0].nOut, rec)
+            same = next((o.name for o in done if (o.family, o.sizes, o.hidden, get_recipe(o.recipe, o.family)) == key), None)
+            if same: raise Unreachable(f"the same model and recipe as {same!r}")
             r = Result(c.name, c.family, c.match, [s.size for s in sized], count_params(model), count_flops(model, data.x_test[:2]),
-                       sum(s.params for s in sized), sum(s.flops for s in sized))
-        r.histories.append(train_model(model, data, cfg['epochs'], cfg['batch_size'], cfg['lr'], seed=seed, progress=progress,
-                                       desc=f"{c.name} seed {seed}"))
+                       sum(s.params for s in sized), sum(s.flops for s in sized), recipe=c.recipe, hidden=sized[0].nOut, epochs=epochs, lr=lr)
+        teacher = None
+        if rec.distill:
+            if (rec.teacher, seed) not in trained: raise KeyError(f"contender {c.name!r} is taught by {rec.teacher!r}: train it first")
+            teacher = trained[rec.teacher, seed]
+        r.histories.append(train_model(model, data, epochs, cfg['batch_size'], lr, seed=seed, progress=progress,
+                                       desc=f"{c.name} seed {seed}", teacher=teacher, distill=rec.distill, temperature=rec.temperature))
         r.seeds.append(seed)
+        if c.name in teachers: trained[c.name, seed] = model
     return r
 
 # %% ../nbs/09b_learning.ipynb
@@ -463,6 +558,26 @@ def format_study(study:Study) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/09b_learning.ipynb
+def study_records(study:Study) -> list[dict]:
+    "One JSON-able dict per contender of `study`: name, family, match, recipe, hidden, sizes, params, FLOPs, accuracy mean/std over seeds."
+    c, out = study.config, []
+    for r in study.results:
+        acc, soft = r.final(), r.soft()
+        out.append(dict(name=r.name, family=r.family, match=r.match, recipe=r.recipe, hidden=r.hidden, sizes=r.sizes,
+                        params=r.params, flops=r.flops, layer_params=r.layer_params, layer_flops=r.layer_flops,
+                        acc_mean=statistics.mean(acc), acc_std=statistics.stdev(acc) if len(acc) > 1 else 0., accs=acc,
+                        soft_acc_mean=statistics.mean(soft), seeds=list(r.seeds), epochs=r.epochs or c['epochs'], lr=r.lr or c['lr'],
+                        train_s=r.train_s, dataset=c['dataset'], arch=c['arch'], threads=c['threads']))
+    return out
+
+def pareto_front(records:list[dict], x:str='layer_flops', y:str='acc_mean') -> list[dict]:
+    "The records no other record beats: none has at most their `x` (FLOPs) and a higher `y` (accuracy); sorted by `x`."
+    front = []
+    for r in sorted(records, key=lambda r: (r[x], -r[y])):
+        if not front or r[y] > front[-1][y]: front.append(r)
+    return front
+
+# %% ../nbs/09b_learning.ipynb
 def plot_curves(study:Study, axs=None, title:str|None=None, only:Callable|None=None):
     "Test accuracy and loss per epoch of the contenders of `study` passing `only(result)` (mean over seeds, band = min..max)."
     if axs is None:
@@ -485,51 +600,71 @@ def plot_curves(study:Study, axs=None, title:str|None=None, only:Callable|None=N
 # %% ../nbs/09b_learning.ipynb
 MARKERS = {None: 's', 'params': 'o', 'flops': '^'}
 
-def plot_tradeoff(study:Study, ax=None, title:str|None=None):
-    "Test accuracy (mean, error bar = std over seeds) against inference FLOPs of the swapped layers, one point per contender."
+def plot_tradeoff(study:Study, ax=None, title:str|None=None, labels:bool=True):
+    "Pareto plot: test accuracy (mean, error bar = std over seeds) against inference FLOPs of the swapped layers; dense MLPs of every width as a black curve, the Pareto front dashed."
     if ax is None:
         import matplotlib.pyplot as plt
         ax = plt.subplots(figsize=(7, 5))[1]
-    for r in study.results:
-        a = torch.tensor(r.final()) * 100
-        ax.errorbar(r.layer_flops, a.mean(), yerr=a.std() if len(a) > 1 else None, marker=MARKERS.get(r.match, 'o'),
-                    ms=5, capsize=2, color='k' if r.family == 'dense' else 'C7' if r.family == 'low-rank' else None)
-        ax.annotate(r.name, (r.layer_flops, a.mean()), fontsize=6, xytext=(3, 2), textcoords='offset points')
+    recs = study_records(study)
+    dense = sorted((r for r in recs if r['family'] == 'dense' and r['match'] is None and r['recipe'] == 'base'), key=lambda r: r['layer_flops'])
+    if len(dense) > 1: ax.plot([r['layer_flops'] for r in dense], [100 * r['acc_mean'] for r in dense], 'k-', lw=1, label='dense MLP, by hidden width')
+    front = pareto_front(recs)
+    ax.plot([r['layer_flops'] for r in front], [100 * r['acc_mean'] for r in front], 'C3--', lw=1, label='Pareto front')
+    for r in recs:
+        ax.errorbar(r['layer_flops'], 100 * r['acc_mean'], yerr=100 * r['acc_std'] or None, marker=MARKERS.get(r['match'], 'o'),
+                    ms=5, capsize=2, color='k' if r['family'] == 'dense' else 'C7' if r['family'] == 'low-rank' else None)
+        if labels: ax.annotate(r['name'], (r['layer_flops'], 100 * r['acc_mean']), fontsize=6, xytext=(3, 2), textcoords='offset points')
     c = study.config
     ax.set_xscale('log'); ax.set_xlabel('inference FLOPs of the swapped layers, per sample'); ax.set_ylabel('test accuracy %')
-    ax.set_title(title or f"{c['dataset']}, {c['arch']}: o = params of dense, ^ = FLOPs of dense, grey = low-rank")
+    ax.set_title(title or f"{c['dataset']}, {c['arch']}: o = params of dense, ^ = FLOPs of dense, ■ = as built, grey = low-rank", fontsize=9)
+    ax.legend(fontsize=7, loc='lower right')
     return ax
 
 # %% ../nbs/09b_learning.ipynb
+def write_json(study:Study, path) -> list[dict]:
+    "Write `study_records(study)` to `path` as a JSON list; return the records."
+    recs = study_records(study)
+    with open(path, 'w') as f: json.dump(recs, f, indent=1)
+    return recs
+
 @call_parse
 def main(dataset:str='digits',   # one of digits, mnist10k, mnist, fashion_mnist, cifar10
-         arch:str='mlp',          # 'mlp' (in-500-classes) or 'lenet' (CNN with 3 FC layers)
-         epochs:int=20,           # training epochs
+         arch:str='mlp',          # 'mlp' (in-hidden-classes) or 'lenet' (CNN with 3 FC layers)
+         epochs:int=20,           # training epochs (a recipe may scale them)
          seeds:int=2,             # number of seeds (0, 1, ...)
          families:str='',         # comma-separated families (default: every one found; dense is always included)
          match:str='params,flops',# comma-separated matches to dense: params, flops
+         recipes:str='base',      # comma-separated recipes for the tree families (and the narrow dense): base, lr3, lr10, long, distill, recommended, or combined with +
+         widths:str='',           # comma-separated extra hidden widths of the dense MLP (the dense curve of the Pareto plot)
+         no_narrow:bool=False,    # leave out the dense MLP whose FLOPs equal each tree family's (at equal params)
          data_dir:str='',         # directory with the data files (default: $FFF_DATA)
          limit:int=0,             # use at most this many train and test images (0: all)
          batch_size:int=128,      # mini-batch size
-         lr:float=1e-3,           # AdamW learning rate
+         lr:float=1e-3,           # AdamW learning rate (a recipe may scale it)
          hidden:int=500,          # MLP hidden width
          backend:str='torch',     # FFF backend
          threads:int=0,           # torch threads (0: torch's default)
          db:str='',               # SQLite file to append results to
-         plot:str='',             # save the accuracy/loss curves to this image file
+         json:str='',             # write the results to this file as a JSON list, one object per contender
+         plot:str='',             # save the Pareto plot and the accuracy curves to this image file
          quiet:bool=False,        # no progress bars
          ):
-    "Train dense and FFF-family models side by side and print accuracy mean ± std with parameters and FLOPs."
+    "Train dense and FFF-family models side by side and print accuracy mean ± std with parameters and FLOPs (`fff_learn`)."
     fams, fskipped = find_families(backend)
     if families: fams = {k: v for k, v in fams.items() if k in ('dense', 'low-rank') or k in families.split(',')}
     data = load_data(dataset, data_dir or None, limit or None)
-    cs = default_contenders(fams, tuple(m for m in match.split(',') if m))
+    rs = tuple(r for r in recipes.split(',') if r)
+    for r in rs: get_recipe(r)                          # unknown names fail before any training
+    cs = default_contenders(fams, tuple(m for m in match.split(',') if m), widths=tuple(int(w) for w in widths.split(',') if w),
+                            narrow=not no_narrow, recipes=rs or ('base',))
     study = run_study(data, arch, cs, epochs, tuple(range(seeds)), batch_size, lr, hidden, backend, fams, db=db or None,
                       progress=not quiet, threads=threads or None)
     study.families_skipped = fskipped
     print(format_study(study))
+    if json: write_json(study, json)
     if plot:
         import matplotlib; matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        fig, axs = plt.subplots(1, 2, figsize=(12, 4)); plot_curves(study, axs); fig.savefig(plot, dpi=100, bbox_inches='tight')
+        fig, axs = plt.subplots(1, 3, figsize=(20, 5)); plot_tradeoff(study, axs[0]); plot_curves(study, axs[1:])
+        fig.savefig(plot, dpi=100, bbox_inches='tight')
     return study
