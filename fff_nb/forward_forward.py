@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
-from .core import FFF, check_positive_int
+from .core import FFF, check_positive_int, default_depth, init_tree_, resolve_backend, walk, BACKEND_NAMES, INITS
 
 # %% auto 0
-__all__ = ['SparsityType', 'sparsity', 'all_sparsity', 'weight_stats', 'goodness', 'ff_loss', 'normalize_rows', 'dense_map',
-           'fff_map', 'FFBase', 'FFLayer', 'FFLinear', 'FFFLayer', 'FFModel', 'FFNet', 'FFC', 'FFRecurrentLayer',
-           'FFRNN', 'one_hot', 'TryAllClasses', 'Identity', 'NegativeKind', 'random_wrong_labels', 'negative_labels',
-           'combine_to_input', 'FFDataProcessor', 'digits_data', 'Suite', 'FFSuite', 'FFCSuite', 'FFRNNSuite', 'BPNet',
-           'BPSuite']
+__all__ = ['FF_NODES', 'SparsityType', 'sparsity', 'all_sparsity', 'weight_stats', 'goodness', 'ff_loss', 'normalize_rows',
+           'dense_map', 'fff_map', 'FFBase', 'FFLayer', 'FFLinear', 'CenteredFFF', 'FFFLayer', 'FFModel', 'FFNet',
+           'FFC', 'FFRecurrentLayer', 'FFRNN', 'one_hot', 'TryAllClasses', 'Identity', 'NegativeKind',
+           'random_wrong_labels', 'negative_labels', 'combine_to_input', 'FFDataProcessor', 'digits_data', 'Suite',
+           'FFSuite', 'FFCSuite', 'FFRNNSuite', 'BPNet', 'BPSuite']
 
 # %% ../nbs/10_forward_forward.ipynb
 class SparsityType(str, Enum):
@@ -184,13 +184,81 @@ def FFLinear(in_features:int, out_features:int, **kwargs) -> FFLayer:
     return FFLayer(in_features, out_features, map=dense_map, **kwargs)
 
 # %% ../nbs/10_forward_forward.ipynb
+FF_NODES = ('linear', 'gelu')   # node coefficients of `CenteredFFF`: λ (the plain FFF) or GELU(λ)
+
+class CenteredFFF(nn.Module):
+    "FFF map for FF layers: `n_trees` trees route and weigh `x - μ` (μ: running mean of the training inputs), node coefficient λ or GELU(λ)."
+    def __init__(self, nIn:int, nOut:int,
+                 depth:int|None=None,     # levels per tree (default floor(log2(nIn)))
+                 n_trees:int=1,           # trees side by side, outputs summed
+                 node:str='gelu',         # 'gelu': GELU(λ) Y per node (UltraFastBERT's neuron); 'linear': λ Y (`FFF`)
+                 center:bool=True,        # route x - μ instead of x
+                 momentum:float=0.1,      # weight of each training batch's mean in μ (the first batch sets μ)
+                 backend:str='torch',     # tree kernel, as `FFF`
+                 init:str='hypersphere'): # init of each tree, as `FFF`
+        super().__init__()
+        self.in_features, self.out_features = check_positive_int('nIn', nIn), check_positive_int('nOut', nOut)
+        self.depth = default_depth(nIn) if depth is None else check_positive_int('depth', depth)
+        self.n_trees = check_positive_int('n_trees', n_trees)
+        if node not in FF_NODES: raise ValueError(f"`node` must be one of {FF_NODES}, got {node!r}")
+        if not 0 < momentum <= 1: raise ValueError(f"`momentum` must be in (0, 1], got {momentum}")
+        if backend not in BACKEND_NAMES: raise ValueError(f"`backend` must be one of {BACKEND_NAMES}, got {backend!r}")
+        if init not in INITS: raise ValueError(f"`init` must be one of {INITS}, got {init!r}")
+        self.node, self.center, self.momentum, self.backend, self.init = node, bool(center), float(momentum), backend, init
+        self.n_nodes = self.n_trees * (2**self.depth - 1)
+        self.X = nn.Parameter(torch.empty(self.n_nodes, self.in_features))
+        self.Y = nn.Parameter(torch.empty(self.n_nodes, self.out_features))
+        self.register_buffer('mu', torch.zeros(self.in_features))
+        self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        "Re-initialise every tree's `X`, `Y` with `self.init` and forget μ."
+        n = self.n_nodes // self.n_trees
+        for k in range(self.n_trees): init_tree_(self.X[k * n:(k + 1) * n], self.Y[k * n:(k + 1) * n], self.init)
+        self.mu.zero_(); self.num_batches_tracked.zero_()
+
+    def node_bias(self) -> Tensor|None:
+        "The per-node bias `-<μ, X_n>` (n_nodes,), so that λ_n = <x, X_n> + b_n = <x - μ, X_n>; None without centring."
+        return -(self.X @ self.mu) if self.center else None
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, depth={self.depth}, "
+                f"n_trees={self.n_trees}, node={self.node!r}, center={self.center}, backend={self.backend!r}")
+
+    def forward(self, x:Tensor) -> Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        if self.center and self.training and torch.is_grad_enabled() and len(x2):
+            with torch.no_grad():
+                m = 1. if self.num_batches_tracked == 0 else self.momentum
+                self.mu = self.mu.lerp(x2.mean(0).to(self.mu.dtype), m)   # out of place: graphs built on the old μ stay valid
+                self.num_batches_tracked += 1
+        fn = resolve_backend(self.backend, x.device)[1]
+        y = fn(x2, self.X, self.Y, self.node_bias(), self.n_trees, 'gelu' if self.node == 'gelu' else 'identity')
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    @torch.no_grad()
+    def leaf_index(self, x:Tensor) -> Tensor:
+        "Leaf (region) of each input in each tree, (..., n_trees) in [0, 2**depth)."
+        rows, lams = walk(x.reshape(-1, self.in_features), self.X, self.node_bias(), self.n_trees)
+        n = self.n_nodes // self.n_trees
+        leaf = 2 * (rows[..., -1] % n) + 1 + (lams[..., -1] > 0).long() - n
+        return leaf.reshape(*x.shape[:-1], self.n_trees)
+
+# %% ../nbs/10_forward_forward.ipynb
 def FFFLayer(in_features:int, out_features:int,
-             depth:int|None=None,   # FFF depth (default floor(log2(in_features)))
-             backend:str='torch',   # FFF backend ('torch' needs no build; 'auto' picks the fastest available)
-             init:str='hypersphere',# FFF init
+             depth:int|None=None,   # levels per tree (default floor(log2(in_features)))
+             backend:str='torch',   # tree backend ('torch' needs no build; 'auto' picks the fastest available)
+             init:str='hypersphere',# tree init
+             center:bool=True,      # route the input minus its running mean (`CenteredFFF`)
+             node:str='gelu',       # node coefficient: 'gelu' or 'linear'
+             n_trees:int=1,         # trees side by side, outputs summed
              **kwargs) -> FFLayer:  # passed to `FFLayer` (threshold, lr, act, maximize, optimizer, bias)
-    "A Forward-Forward-trained fast feedforward layer: an `FFLayer` whose map is an `FFF` of depth `depth`."
-    return FFLayer(in_features, out_features, map=fff_map(depth, backend, init), **kwargs)
+    "Forward-Forward-trained fast feedforward layer; by default a centred GELU tree, `center=False, node='linear'` is the plain `FFF`."
+    if not center and node == 'linear' and n_trees == 1: m = fff_map(depth, backend, init)
+    else: m = lambda nIn, nOut: CenteredFFF(nIn, nOut, depth, n_trees, node, center, backend=backend, init=init)
+    return FFLayer(in_features, out_features, map=m, **kwargs)
 
 # %% ../nbs/10_forward_forward.ipynb
 class FFModel(nn.Module):
