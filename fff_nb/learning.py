@@ -19,10 +19,10 @@ from .timing import record_results, load_results, env_info
 # %% auto 0
 __all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'RECIPES', 'RECOMMENDED', 'SIZE_ABBREV', 'MARKERS',
            'count_params', 'LowRank', 'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer',
-           'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Contender', 'default_contenders',
-           'narrow_width', 'build_model', 'evaluate', 'soft_accuracy', 'train_model', 'Recipe', 'get_recipe', 'Result',
-           'Study', 'run_study', 'record_study', 'format_study', 'study_records', 'pareto_front', 'plot_curves',
-           'plot_tradeoff', 'write_json', 'main']
+           'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Pointwise', 'cnn', 'Contender',
+           'default_contenders', 'narrow_width', 'build_model', 'evaluate', 'soft_accuracy', 'train_model', 'Recipe',
+           'get_recipe', 'Result', 'Study', 'run_study', 'record_study', 'format_study', 'study_records',
+           'pareto_front', 'plot_curves', 'plot_tradeoff', 'write_json', 'main']
 
 # %% ../nbs/09b_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -259,7 +259,22 @@ def lenet(shape:tuple, classes:int, layer:Callable, hidden:int=500) -> nn.Sequen
                          nn.Conv2d(6, 16, k, padding=p), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          layer(16 * side(h) * side(w), 120), nn.ReLU(), layer(120, 84), nn.ReLU(), layer(84, classes))
 
-ARCHS = {'mlp': mlp, 'lenet': lenet}
+# %% ../nbs/09b_learning.ipynb
+class Pointwise(nn.Module):
+    "A 1×1 convolution made of any `(..., nIn)` layer: `(B, C, H, W) -> (B, C', H, W)`, `layer` applied to every pixel's channels."
+    def __init__(self, layer:nn.Module):
+        super().__init__()
+        self.layer = layer
+    def forward(self, x:Tensor) -> Tensor: return self.layer(x.movedim(1, -1)).movedim(-1, 1)
+
+def cnn(shape:tuple, classes:int, layer:Callable, hidden:int=64) -> nn.Sequential:
+    "A small CNN for images `shape` (C, H, W) whose one swapped layer is the pointwise convolution `32 -> hidden`."
+    c, h, w = shape
+    k = 5 if min(h, w) >= 20 else 3
+    return nn.Sequential(nn.Conv2d(c, 32, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2), Pointwise(layer(32, hidden)), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(hidden * (h // 4) * (w // 4), classes))
+
+ARCHS = {'mlp': mlp, 'lenet': lenet, 'cnn': cnn}
 
 # %% ../nbs/09b_learning.ipynb
 @dataclass
@@ -422,7 +437,7 @@ class Recipe:
 
 RECIPES = {'base': Recipe(), 'lr3': Recipe(lr_factor=3.), 'lr10': Recipe(lr_factor=10.), 'long': Recipe(epochs_factor=3.),
            'distill': Recipe(distill=0.5)}
-RECOMMENDED: dict[str, str] = {}   # family -> recipe name; filled from the measured ablation (see the full run)
+RECOMMENDED: dict[str, str] = {'FFF': 'long', 'UltraFFF': 'long', 'dense': 'long'}   # the best recipe of each family in the MNIST-10k and digits ablation below
 
 # %% ../nbs/09b_learning.ipynb
 def get_recipe(name:str, family:str|None=None) -> Recipe:
@@ -615,7 +630,7 @@ def plot_tradeoff(study:Study, ax=None, title:str|None=None, labels:bool=True):
                     ms=5, capsize=2, color='k' if r['family'] == 'dense' else 'C7' if r['family'] == 'low-rank' else None)
         if labels: ax.annotate(r['name'], (r['layer_flops'], 100 * r['acc_mean']), fontsize=6, xytext=(3, 2), textcoords='offset points')
     c = study.config
-    ax.set_xscale('log'); ax.set_xlabel('inference FLOPs of the swapped layers, per sample'); ax.set_ylabel('test accuracy %')
+    ax.set_xscale('log'); ax.set_xlabel(f"inference FLOPs of the swapped layers, per {'pixel' if c['arch'] == 'cnn' else 'sample'}"); ax.set_ylabel('test accuracy %')
     ax.set_title(title or f"{c['dataset']}, {c['arch']}: o = params of dense, ^ = FLOPs of dense, ■ = as built, grey = low-rank", fontsize=9)
     ax.legend(fontsize=7, loc='lower right')
     return ax
