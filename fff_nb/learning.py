@@ -125,12 +125,17 @@ def knob_grid(fn:Callable, fixed:dict|None=None, max_knobs:int=2) -> list[dict]:
 
 # %% ../nbs/09b_learning.ipynb
 class LeafLayer(nn.Module):
-    "Wrap a leaf FFF: in training call it with `return_entropies=True` and expose `hardening * mean entropy` as `aux_loss()`."
-    def __init__(self, fff:nn.Module, hardening:float=0.1):
+    "Wrap a leaf FFF for the trainer: with `anneal`, soft-to-hard routing over the run (`start_training`); `hardening × mean entropy` as `aux_loss()`."
+    def __init__(self, fff:nn.Module, hardening:float=0., anneal:bool=True):
         super().__init__()
-        self.fff, self.hardening, self._aux = fff, hardening, None
+        self.fff, self.hardening, self.anneal, self._aux = fff, hardening, anneal, None
+    def start_training(self, steps:int):
+        "Called by `train_model` before the first step: anneal the routing over `steps` training steps."
+        if self.anneal:
+            from fff_nb.leaf import set_anneal
+            set_anneal(self.fff, steps)
     def forward(self, x):
-        if not self.training: self._aux = None; return self.fff(x)
+        if not self.training or not self.hardening: self._aux = None; return self.fff(x)
         y, ent = self.fff(x, return_entropies=True)
         self._aux = self.hardening * ent.mean()
         return y
@@ -171,14 +176,14 @@ def _try_import(name:str, attr:str, skipped:dict):
     except Exception as e: skipped[f"{name}.{attr}"] = f"{type(e).__name__}: {e}"
 
 # %% ../nbs/09b_learning.ipynb
-def find_families(backend:str='torch', hardening:float=0.1) -> tuple[dict[str, Family], dict[str, str]]:
+def find_families(backend:str='torch', hardening:float=0., leaf_anneal:bool=True) -> tuple[dict[str, Family], dict[str, str]]:
     "Every layer family importable now, by name, and the ones skipped with the reason."
     skipped = {}
     fams = {'dense': Family('dense', lambda i, o: nn.Linear(i, o), source='torch.nn.Linear'),
             'low-rank': Family('low-rank', LowRank, lambda i, o: [dict(rank=r) for r in range(1, min(i, o) + 1)], 'fff_nb.learning'),
             'FFF': Family('FFF', lambda i, o, depth: FFF(i, o, depth, backend=backend), lambda i, o: knob_grid(FFF), 'fff_nb.core')}
     if (Leaf := _try_import('fff_nb.leaf', 'LeafFFF', skipped)) is not None:
-        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, depth, leaf_width: LeafLayer(Leaf(i, leaf_width, o, depth), hardening),
+        fams['LeafFFF'] = Family('LeafFFF', lambda i, o, depth, leaf_width: LeafLayer(Leaf(i, leaf_width, o, depth), hardening, leaf_anneal),
                                  lambda i, o: [dict(depth=d, leaf_width=w) for d in range(1, 11) for w in WIDTHS],
                                  'fff_nb.leaf', dict(depth=3))
     if (Ultra := _try_import('fff_nb.ultrafastbert', 'UltraFFF', skipped)) is not None:
@@ -400,8 +405,10 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
         was = teacher.training
         with torch.no_grad(): soft_targets = torch.cat([teacher.eval()(data.x_train[i:i + 1024]) for i in range(0, n, 1024)])
         teacher.train(was)
-    scheduled = [m for m in model.modules() if callable(getattr(m, 'train_progress', None))]   # e.g. annealed routing
     step, steps = 0, epochs * math.ceil(n / batch_size)
+    for m in model.modules():                                   # e.g. the leaf FFF's annealed routing
+        if callable(getattr(m, 'start_training', None)): m.start_training(steps)
+    scheduled = [m for m in model.modules() if callable(getattr(m, 'train_progress', None))]
     h = dict(zip(('test_loss', 'test_acc'), map(lambda v: [v], evaluate(model, data.x_test, data.y_test))), train_loss=[None], train_acc=[None], train_s=0.)
     if progress:
         from tqdm.auto import tqdm
@@ -437,7 +444,7 @@ class Recipe:
 
 RECIPES = {'base': Recipe(), 'lr3': Recipe(lr_factor=3.), 'lr10': Recipe(lr_factor=10.), 'long': Recipe(epochs_factor=3.),
            'distill': Recipe(distill=0.5)}
-RECOMMENDED: dict[str, str] = {'FFF': 'long', 'UltraFFF': 'long', 'dense': 'long'}   # the best recipe of each family in the MNIST-10k and digits ablation below
+RECOMMENDED: dict[str, str] = {'FFF': 'long', 'UltraFFF': 'long', 'dense': 'long', 'LeafFFF': 'lr3'}   # the best recipe of each family in the MNIST-10k and digits ablation below
 
 # %% ../nbs/09b_learning.ipynb
 def get_recipe(name:str, family:str|None=None) -> Recipe:
