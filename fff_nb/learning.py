@@ -671,7 +671,7 @@ def main(dataset:str='digits',   # one of digits, mnist10k, mnist, fashion_mnist
          plot:str='',             # save the Pareto plot and the accuracy curves to this image file
          quiet:bool=False,        # no progress bars
          ):
-    "Train dense and FFF-family models side by side and print accuracy mean ± std with parameters and FLOPs (`fff_learn`)."
+    "Train dense and FFF-family models side by side and print accuracy mean ± std with parameters and FLOPs (`fff_learn`; nothing returned: a console script exits with it)."
     fams, fskipped = find_families(backend)
     if families: fams = {k: v for k, v in fams.items() if k in ('dense', 'low-rank') or k in families.split(',')}
     data = load_data(dataset, data_dir or None, limit or None)
@@ -689,4 +689,3 @@ def main(dataset:str='digits',   # one of digits, mnist10k, mnist, fashion_mnist
         import matplotlib.pyplot as plt
         fig, axs = plt.subplots(1, 3, figsize=(20, 5)); plot_tradeoff(study, axs[0]); plot_curves(study, axs[1:])
         fig.savefig(plot, dpi=100, bbox_inches='tight')
-    return study

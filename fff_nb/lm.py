@@ -507,7 +507,7 @@ def _train(a) -> LMStudy:
 def main(argv:list|None=None):
     "The `fff_lm` command: `train` or `generate` (see `--help`)."
     a = _parser().parse_args(argv)
-    if a.cmd == 'train': return _train(a)
+    if a.cmd == 'train': _train(a); return       # nothing returned: a console script exits with it
     m = load_checkpoint(a.checkpoint)
     sys.stdout.write(a.prompt + generate(m, a.prompt, a.n, a.temperature, a.top_k, a.seed).decode('utf-8', 'replace') + '\n')
 
