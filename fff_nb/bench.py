@@ -14,13 +14,14 @@ from .timing import *   # the timing method (00a_timing); re-exported, so `fff_n
 from .testing import near_ties, assert_close_but_ties, rand_tree
 from .ultrafastbert import UltraFFF, DenseFF, Encoder
 from .leaf import LeafFFF, leaf_to_fastfeedforward
+from .compress import CompressedTree, compress_tree, check_compressed
 
 # %% auto 0
-__all__ = ['BACKEND_NOTES', 'MALLOC_NOTES', 'fff_backends', 'TreeFF', 'to_onednn', 'ufb_contenders', 'linear_contenders',
-           'check_agreement', 'result_rows', 'time_contenders', 'compare_layers', 'compare_ufb', 'format_table',
-           'memory_table', 'memory_isolated', 'plot_speedup', 'visited_bytes', 'gpu_contenders', 'bench_gpu',
-           'encoder_contenders', 'compare_encoders', 'leaf_eval_loop', 'leaf_cost', 'contender_notes', 'format_legend',
-           'format_verdict', 'format_report', 'main']
+__all__ = ['COMPRESSED_KINDS', 'BACKEND_NOTES', 'MALLOC_NOTES', 'fff_backends', 'TreeFF', 'to_onednn', 'compressed_contenders',
+           'ufb_contenders', 'linear_contenders', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
+           'compare_ufb', 'format_table', 'memory_table', 'memory_isolated', 'plot_speedup', 'visited_bytes',
+           'gpu_contenders', 'bench_gpu', 'encoder_contenders', 'compare_encoders', 'leaf_eval_loop', 'leaf_cost',
+           'contender_notes', 'format_legend', 'format_verdict', 'format_report', 'main']
 
 # %% ../nbs/08_bench.ipynb
 def fff_backends(device='cpu') -> list[str]:
@@ -56,9 +57,19 @@ def to_onednn(m:nn.Module) -> nn.Module:
     return torch.utils.mkldnn.to_mkldnn(copy.deepcopy(m).eval())
 
 # %% ../nbs/08_bench.ipynb
+COMPRESSED_KINDS = {'int8': ('int8', 'row'), 'int8-block': ('int8', 'block'), 'bfloat16-rows': ('bfloat16', 'row')}  # name: (dtype, scales)
+
+def compressed_contenders(ref:nn.Module, kinds=(), mode:str='forward') -> dict[str, nn.Module]:
+    "`FFF cpp <kind>`: the tree of `ref` (an FFF or UltraFFF) with its rows compressed (`02b_compress`), per kind of `COMPRESSED_KINDS`."
+    if kinds and mode != 'forward': raise ValueError(f"compressed rows are inference-only: `mode` must be 'forward', got {mode!r}")
+    for k in kinds:
+        if k not in COMPRESSED_KINDS: raise ValueError(f"a compressed kind must be one of {tuple(COMPRESSED_KINDS)}, got {k!r}")
+    return {f'FFF cpp {k}': compress_tree(ref, *COMPRESSED_KINDS[k]) for k in kinds}
+
+# %% ../nbs/08_bench.ipynb
 def ufb_contenders(width:int=768, levels:int=12, backends=None, dense_hidden:int=3072, onednn:bool=True,
-                   compile:bool=False, mode:str='forward') -> dict[str, nn.Module]:
-    "Contenders for the UltraFastBERT shape; the first is the baseline (the dense FF in eager PyTorch)."
+                   compile:bool=False, mode:str='forward', compressed=()) -> dict[str, nn.Module]:
+    "Contenders for the UltraFastBERT shape; the first is the baseline (the dense FF in eager PyTorch); `compressed`: `COMPRESSED_KINDS` of the tree to add."
     torch.manual_seed(0)
     dense = DenseFF(width, dense_hidden, bias=True)
     mods = {f'dense FF {width}-{dense_hidden}-{width} eager': dense}
@@ -70,12 +81,12 @@ def ufb_contenders(width:int=768, levels:int=12, backends=None, dense_hidden:int
     for b in backends or fff_backends():
         t = TreeFF(width, levels, backend=b); t.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = t
     if compile: mods['FFF torch, torch.compile'] = torch.compile(ref)
-    return mods
+    return {**mods, **compressed_contenders(ref, compressed, mode)}
 
 # %% ../nbs/08_bench.ipynb
 def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, onednn:bool=True, dtype=torch.float32,
-                      mode:str='forward') -> dict[str, nn.Module]:
-    "Contenders for one `nIn -> nOut` shape: `nn.Linear` (the baseline), its oneDNN copy, and `FFF` per backend."
+                      mode:str='forward', compressed=()) -> dict[str, nn.Module]:
+    "Contenders for one `nIn -> nOut` shape: `nn.Linear` (the baseline), its oneDNN copy, `FFF` per backend, and the `compressed` kinds of its tree."
     torch.manual_seed(0)
     lin = nn.Linear(nIn, nOut, dtype=dtype)
     mods = {'nn.Linear': lin}
@@ -87,18 +98,20 @@ def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, one
             m.load_state_dict(ref.state_dict(), assign=True); m.node_visits = torch.zeros_like(ref.node_visits)
         else: m = FFF(nIn, nOut, depth, backend=b, dtype=dtype); m.load_state_dict(ref.state_dict())
         mods[f'FFF {b}'] = m
+    mods.update(compressed_contenders(ref, compressed, mode))
     release_freed_memory()  # the reference's construction temporaries (see `release_freed_memory`)
     return mods
 
 # %% ../nbs/08_bench.ipynb
 def check_agreement(mods:dict[str, nn.Module], x:torch.Tensor, rtol:float=1e-4):
-    "Raise unless every FFF contender in `mods` gives the torch backend's output on `x` (`near_ties` tokens excepted)."
+    "Raise unless every FFF contender in `mods` gives the torch backend's output on `x` (`near_ties` tokens excepted; a compressed one: the reference on its dequantised rows)."
     ref_m = mods['FFF torch']
     X, b, K = ref_m.X.detach(), getattr(ref_m, 'b', None), getattr(ref_m, 'n_trees', 1)
     with torch.no_grad():
         ref = ref_m(x)
         for n, m in mods.items():
             if not n.startswith('FFF'): continue
+            if isinstance(m, CompressedTree): check_compressed(m, x); continue  # its own rows' reference (02b_compress)
             y = m(x)
             if torch.allclose(y, ref, rtol=rtol, atol=rtol * ref.abs().max().item()): continue  # (no float64 walk needed)
             try: assert_close_but_ties(y, ref, x, X, b, K, rtol=rtol)
@@ -141,18 +154,18 @@ def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mo
 
 # %% ../nbs/08_bench.ipynb
 def compare_layers(nIn:int=768, nOut:int=768, depth:int|None=12, batches=(1, 64, 512), threads:int=1, backends=None,
-                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True) -> list[dict]:
-    "`FFF(nIn, nOut, depth)` on every backend against `nn.Linear(nIn, nOut)`, side by side."
+                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True, compressed=()) -> list[dict]:
+    "`FFF(nIn, nOut, depth)` on every backend (and its `compressed` kinds) against `nn.Linear(nIn, nOut)`, side by side."
     torch.set_num_threads(threads)
-    mods = linear_contenders(nIn, nOut, depth, backends, dtype=dtype, mode=mode)
+    mods = linear_contenders(nIn, nOut, depth, backends, dtype=dtype, mode=mode, compressed=compressed)
     depth = mods[next(n for n in mods if n.startswith('FFF'))].depth
     return time_contenders(mods, nIn, batches, mode, min_time, dict(bench='linear', nOut=nOut, depth=depth), db, progress, dtype)
 
 def compare_ufb(width:int=768, levels:int=12, batches=(1, 64, 512), threads:int=1, backends=None, min_time:float=0.3,
-                mode:str='forward', compile:bool=False, db=None, progress=True) -> list[dict]:
-    "The UltraFastBERT tree on every backend against BERT's dense FF (eager, oneDNN, compiled) and equal-FLOPs dense."
+                mode:str='forward', compile:bool=False, db=None, progress=True, compressed=()) -> list[dict]:
+    "The UltraFastBERT tree on every backend (and its `compressed` kinds) against BERT's dense FF (eager, oneDNN, compiled) and equal-FLOPs dense."
     torch.set_num_threads(threads)
-    mods = ufb_contenders(width, levels, backends, compile=compile, mode=mode)
+    mods = ufb_contenders(width, levels, backends, compile=compile, mode=mode, compressed=compressed)
     return time_contenders(mods, width, batches, mode, min_time, dict(bench='ufb', nOut=width, depth=levels), db, progress)
 
 # %% ../nbs/08_bench.ipynb
@@ -353,7 +366,10 @@ def leaf_cost(leaf_width:int=32, depth:int=7, width:int=768, batch:int=256, min_
 # %% ../nbs/08_bench.ipynb
 BACKEND_NOTES = {'torch': 'in pure PyTorch', 'cpp': "through fff_nb's fused C++ kernels (02_ops)",
                  'cuda': "through fff_nb's CUDA kernels (03_cuda)", 'triton': "through fff_nb's Triton kernels (04_triton)",
-                 'jax': "through JAX's compiled walk (04a_jax)"}
+                 'jax': "through JAX's compiled walk (04a_jax)",
+                 'cpp int8': "through the fused C++ kernels, tree rows as int8 with a float scale per row (02b_compress)",
+                 'cpp int8-block': "through the fused C++ kernels, tree rows as int8 with a float scale per 32 values (02b_compress)",
+                 'cpp bfloat16-rows': "through the fused C++ kernels, tree rows as bfloat16, tokens float32 (02b_compress)"}
 
 def _backend_note(b:str) -> str:
     if b.endswith(', torch.compile'): return f"the {b[:-len(', torch.compile')]} backend compiled by torch.compile"
@@ -445,7 +461,7 @@ def main(suite:str='ufb',         # 'ufb' (UltraFastBERT's tree vs BERT's dense 
          batch:str='1,64,512',    # comma-separated batch sizes
          threads:str='1',         # comma-separated thread counts, each measured separately
          backends:str='',         # comma-separated FFF backends (default: every one that loads)
-         dtype:str='float32',     # float32, float64 or bfloat16 ('linear')
+         dtype:str='float32',     # float32, float64 or bfloat16 ('linear'); or int8, int8-block, bfloat16-rows: float32 plus the FFF with compressed rows
          mode:str='forward',      # 'forward' (inference) or 'train' (forward + backward)
          compile:bool=False,      # also time torch.compile variants ('ufb'; compiling takes a while)
          min_time:float=0.3,      # seconds of samples per implementation and batch
@@ -456,7 +472,8 @@ def main(suite:str='ufb',         # 'ufb' (UltraFastBERT's tree vs BERT's dense 
     if suite not in ('ufb', 'linear'): raise ValueError(f"`suite` must be 'ufb' or 'linear', got {suite!r}")
     if not glibc_defaults: keep_freed_memory()
     bs, be = tuple(int(b) for b in batch.split(',')), [b for b in backends.split(',') if b] or None
+    comp, dtype = ((dtype,), 'float32') if dtype in COMPRESSED_KINDS else ((), dtype)
     for k, th in enumerate(int(t) for t in threads.split(',')):
-        if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None)
-        else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None)
+        if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None, compressed=comp)
+        else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None, compressed=comp)
         print(format_report(rows, legend=k == 0)); print()   # (the contenders and the cells are explained once)

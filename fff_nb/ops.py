@@ -14,8 +14,8 @@ from .core import check_input, check_positive_int, register_backend
 
 # %% auto 0
 __all__ = ['CSRC', 'CFLAGS', 'ACTS', 'LEAF_ACTS', 'ext_name', 'build_lock', 'build_name', 'stage_sources', 'BuildError', 'build',
-           'build_variant', 'load_library', 'main', 'register_tree_autograd', 'tree_forward', 'tree_backward', 'load',
-           'leaf_forward']
+           'build_variant', 'load_library', 'main', 'register_tree_autograd', 'tree_forward', 'tree_backward',
+           'tree_forward_q', 'load', 'leaf_forward']
 
 # %% ../nbs/02_ops.ipynb
 CSRC = Path(__file__).parent / 'csrc' if '__file__' in globals() else Path('../fff_nb/csrc').resolve()
@@ -163,6 +163,11 @@ def _fake_forward(x, X, Y, b, n_trees, act):
 def _fake_backward(grad_y, x, X, Y, b, n_trees, act):
     return x.new_empty(x.shape), X.new_empty(X.shape), Y.new_empty(Y.shape), x.new_empty(b.shape if b is not None else (0,))
 
+def _fake_forward_q(x, X, Y, sX, sY, b, n_trees, act):
+    torch._check(x.dim() == 2 and X.dim() == 2 and Y.dim() == 2, lambda: "tree_forward_q: x, X, Y must be 2-D")
+    torch._check(x.shape[1] == X.shape[1], lambda: "tree_forward_q: x and X must have the same width")
+    return x.new_empty(x.shape[0], Y.shape[1])
+
 def _fake_leaf_forward(x, W, c, w1, b1, w2, b2, act):
     torch._check(x.dim() == 2 and w2.dim() == 3, lambda: "leaf_forward: x must be 2-D and w2 3-D")
     return x.new_empty(x.shape[0], w2.shape[2])
@@ -180,11 +185,18 @@ def register_tree_autograd(op, backward:Callable):
         return dx, dX, dY, (db if b is not None else None), None, None
     torch.library.register_autograd(op, bwd, setup_context=setup_context)
 
-_FWD = _DIRECT = None  # the op, and the CPU kernel without the dispatcher, once the library is loaded
+_FWD = _DIRECT = _FWD_Q = _DIRECT_Q = None  # the ops, and their CPU kernels without the dispatcher, once the library is loaded
+
+def _no_grad_q(ctx, grad_y):
+    raise RuntimeError("fff_nb::tree_forward_q is inference-only (compressed rows have no gradient): "
+                       "train the float layer and compress it again")
 
 def _register_python_parts():
-    global _FWD, _DIRECT
+    global _FWD, _DIRECT, _FWD_Q, _DIRECT_Q
     _FWD, _DIRECT = torch.ops.fff_nb.tree_forward.default, _STATE['lib'].tree_forward_direct
+    _FWD_Q, _DIRECT_Q = torch.ops.fff_nb.tree_forward_q.default, _STATE['lib'].tree_forward_q_direct
+    torch.library.register_fake('fff_nb::tree_forward_q')(_fake_forward_q)
+    torch.library.register_autograd('fff_nb::tree_forward_q', _no_grad_q)  # (a clear error, not autograd's silent warning)
     torch.library.register_fake('fff_nb::tree_forward')(_fake_forward)
     torch.library.register_fake('fff_nb::tree_backward')(_fake_backward)
     register_tree_autograd('fff_nb::tree_forward', torch.ops.fff_nb.tree_backward.default)
@@ -222,6 +234,22 @@ def tree_backward(grad_y:Tensor, x:Tensor, X:Tensor, Y:Tensor, b:Tensor|None=Non
     a = _check_args(x, X, n_trees, act)
     dx, dX, dY, db = torch.ops.fff_nb.tree_backward.default(grad_y, x, X, Y, b, n_trees, a)
     return dx, dX, dY, (db if b is not None else None)
+
+# %% ../nbs/02_ops.ipynb
+def tree_forward_q(x:Tensor,                  # (B, nIn) float32 tokens
+                   X:Tensor, Y:Tensor,        # the tree's rows: int8, or bfloat16
+                   sX:Tensor|None=None, sY:Tensor|None=None,  # int8 rows' float32 scales: (rows,), or (rows, ceil(width / 32))
+                   b:Tensor|None=None,        # float32 node bias (rows,)
+                   n_trees:int=1, act:str='identity') -> Tensor:
+    "Inference-only fused forward of a compressed tree (`fff_nb::tree_forward_q`, CPU): `x` (B, nIn) float32 -> (B, nOut) float32."
+    if _FWD_Q is None: load_library()
+    if not isinstance(act, str) or act not in ACTS: raise ValueError(f"`act` must be one of {tuple(ACTS)}, got {act!r}")
+    a = ACTS[act]
+    if not torch.compiler.is_compiling():
+        y = _DIRECT_Q(x, X, Y, sX, sY, b, n_trees, a)
+        if y is not None: return y
+    return _FWD_Q(x, X, Y, sX, sY, b, n_trees, a)
+
 
 # %% ../nbs/02_ops.ipynb
 def load() -> Callable:

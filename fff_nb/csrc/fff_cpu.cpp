@@ -2,6 +2,8 @@
 //
 //   fff_nb::tree_forward(x, X, Y, b?, n_trees, act) -> y                  y = sum over trees and levels act(z) Y[node]
 //   fff_nb::tree_backward(grad_y, x, X, Y, b?, n_trees, act) -> (dx, dX, dY, db)   (the backward recomputes the walk)
+//   fff_nb::tree_forward_q(x, X, Y, sX?, sY?, b?, n_trees, act) -> y     the forward of a compressed tree: rows int8 with
+//                                                                        float scales, or bf16; x, y, b float32
 //
 // Semantics are those of fff_nb.core.tree_torch (see tree.h). The inner loops (simd.h) and drivers (fff_cpu_impl.h)
 // are compiled three times, for AVX-512, AVX2+FMA and the baseline instruction set, each in its own file
@@ -122,6 +124,77 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
   return {dx, dX, dY, db};
 }
 
+// ---- compressed trees (inference only) ----
+
+// A compressed tree's arguments: x (B, nIn) float32; X, Y int8 with float32 scales sX, sY (one per row: shape (rows,),
+// or one per block of kQB values: (rows, ceil(width / kQB))), or X, Y bfloat16 without scales; b float32 (rows,) or
+// None. Returns the levels per tree.
+static int check_tree_q(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& sX,
+                        const std::optional<at::Tensor>& sY, const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, nIn), got shape ", x.sizes());
+  TORCH_CHECK_VALUE(X.dim() == 2 && Y.dim() == 2, "`X` and `Y` must be 2-D, got shapes ", X.sizes(), " and ", Y.sizes());
+  TORCH_CHECK_VALUE(x.size(1) == X.size(1), "`x` must have shape (..., nIn) with nIn=", X.size(1), ", got shape ", x.sizes());
+  TORCH_CHECK_VALUE(Y.size(0) == X.size(0), "`X` and `Y` must have the same number of rows, got ", X.size(0), " and ", Y.size(0));
+  TORCH_CHECK_VALUE(n_trees >= 1 && n_trees < (int64_t(1) << 31), "`n_trees` must be a positive int, got ", n_trees);
+  TORCH_CHECK_VALUE(X.size(0) % n_trees == 0, "`X` has ", X.size(0), " rows, not a multiple of `n_trees`=", n_trees);
+  const int L = fff::tree_levels(X.size(0) / n_trees);
+  TORCH_CHECK_VALUE(L > 0, "a complete tree has 2**depth - 1 nodes, got ", X.size(0) / n_trees, " rows per tree");
+  TORCH_CHECK_VALUE(act == fff::kIdentity || act == fff::kGelu, "`act` must be 0 (identity) or 1 (gelu), got ", act);
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "`x` must be float32, got ", x.scalar_type());
+  const auto dt = X.scalar_type();
+  TORCH_CHECK_TYPE((dt == at::kChar || dt == at::kBFloat16) && Y.scalar_type() == dt,
+                   "`X` and `Y` must both be int8 or both bfloat16, got ", dt, " and ", Y.scalar_type());
+  if (dt == at::kChar) {
+    TORCH_CHECK_VALUE(sX && sY, "int8 `X` and `Y` need their scales `sX` and `sY`");
+    TORCH_CHECK_TYPE(sX->scalar_type() == at::kFloat && sY->scalar_type() == at::kFloat, "`sX` and `sY` must be float32, got ",
+                     sX->scalar_type(), " and ", sY->scalar_type());
+    const bool block = sX->dim() == 2;
+    const int64_t n = X.size(0);
+    TORCH_CHECK_VALUE(block ? (sX->size(0) == n && sX->size(1) == (X.size(1) + kQB - 1) / kQB) : (sX->dim() == 1 && sX->size(0) == n),
+                      "`sX` must have shape (", n, ",) or (", n, ", ", (X.size(1) + kQB - 1) / kQB, "), got ", sX->sizes());
+    TORCH_CHECK_VALUE(block ? (sY->dim() == 2 && sY->size(0) == n && sY->size(1) == (Y.size(1) + kQB - 1) / kQB)
+                            : (sY->dim() == 1 && sY->size(0) == n),
+                      "`sY` must have shape (", n, block ? ", " : ",", block ? std::to_string((Y.size(1) + kQB - 1) / kQB) : "",
+                      ") like `sX`, got ", sY->sizes());
+    TORCH_CHECK_VALUE(sX->device().is_cpu() && sY->device().is_cpu(), "tree_forward_q: CPU kernel got non-CPU scales");
+  } else {
+    TORCH_CHECK_VALUE(!sX && !sY, "bfloat16 `X` and `Y` take no scales: pass None for `sX` and `sY`");
+  }
+  if (b) {
+    TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == X.size(0), "`b` must have shape (", X.size(0), ",), got ", b->sizes());
+    TORCH_CHECK_TYPE(b->scalar_type() == at::kFloat, "`b` must be float32, got ", b->scalar_type());
+    TORCH_CHECK_VALUE(b->device().is_cpu(), "tree_forward_q: CPU kernel got a non-CPU `b`");
+  }
+  TORCH_CHECK_VALUE(x.device().is_cpu() && X.device().is_cpu() && Y.device().is_cpu(), "tree_forward_q: CPU kernel got non-CPU tensors");
+  return L;
+}
+
+at::Tensor tree_forward_q_cpu(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& sX,
+                              const std::optional<at::Tensor>& sY, const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
+  const int L = check_tree_q(x, X, Y, sX, sY, b, n_trees, act);
+  const auto owned = c10::MaybeOwned<at::Tensor>::owned(std::in_place);
+  const auto xc = x.expect_contiguous(), Xc = X.expect_contiguous(), Yc = Y.expect_contiguous();
+  const auto sXc = sX ? sX->expect_contiguous() : owned, sYc = sY ? sY->expect_contiguous() : owned;
+  const auto bc = b ? b->expect_contiguous() : c10::MaybeOwned<at::Tensor>::owned(std::in_place);
+  at::Tensor y = at::detail::empty_cpu({x.size(0), Y.size(1)}, at::kFloat, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  const float *px = xc->data_ptr<float>(), *pb = b ? bc->data_ptr<float>() : nullptr;
+  float* py = y.data_ptr<float>();
+  const int64_t B = x.size(0);
+  using A = float;
+  if (X.scalar_type() == at::kChar) {
+    using S = int8_t;
+    TreeArgs<S> T{Xc->data_ptr<S>(), Yc->data_ptr<S>(), nullptr, X.size(1), Y.size(1), X.size(0) / n_trees, n_trees, L, act};
+    T.sX = sXc->data_ptr<float>(), T.sY = sYc->data_ptr<float>(), T.bf = pb, T.qb = sX->dim() == 2 ? kQB : 0;
+    FFF_ISA_CALL(forward, T, px, py, B);
+  } else {
+    using S = c10::BFloat16;
+    TreeArgs<S> T{Xc->data_ptr<S>(), Yc->data_ptr<S>(), nullptr, X.size(1), Y.size(1), X.size(0) / n_trees, n_trees, L, act};
+    T.bf = pb;
+    FFF_ISA_CALL(forward, T, px, py, B);
+  }
+  return y;
+}
+
 at::Tensor leaf_forward_cpu(const at::Tensor& x, const at::Tensor& W, const at::Tensor& c, const at::Tensor& w1,
                             const at::Tensor& b1, const at::Tensor& w2, const std::optional<at::Tensor>& b2, int64_t act) {
   TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, I), got shape ", x.sizes());
@@ -163,6 +236,7 @@ at::Tensor leaf_forward_cpu(const at::Tensor& x, const at::Tensor& W, const at::
 TORCH_LIBRARY(fff_nb, m) {
   m.def("tree_forward(Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> Tensor");
   m.def("tree_backward(Tensor grad_y, Tensor x, Tensor X, Tensor Y, Tensor? b, int n_trees, int act) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("tree_forward_q(Tensor x, Tensor X, Tensor Y, Tensor? sX, Tensor? sY, Tensor? b, int n_trees, int act) -> Tensor");
   m.def("_isas() -> str[]", &fff_nb::isas);          // instruction sets of this CPU's kernels, best first
   m.def("_set_isa(str name) -> str", &fff_nb::set_isa);  // force one ('' to query); returns the previous
   m.def("leaf_forward(Tensor x, Tensor W, Tensor c, Tensor w1, Tensor b1, Tensor w2, Tensor? b2, int act) -> Tensor");
@@ -171,6 +245,7 @@ TORCH_LIBRARY(fff_nb, m) {
 TORCH_LIBRARY_IMPL(fff_nb, CPU, m) {
   m.impl("tree_forward", &fff_nb::tree_forward_cpu);
   m.impl("tree_backward", &fff_nb::tree_backward_cpu);
+  m.impl("tree_forward_q", &fff_nb::tree_forward_q_cpu);
   m.impl("leaf_forward", &fff_nb::leaf_forward_cpu);
 }
 #endif
@@ -226,11 +301,37 @@ static pybind11::object tree_forward_direct(pybind11::handle x_, pybind11::handl
   return pybind11::cast(std::move(y));
 }
 
+// tree_forward_direct for a compressed tree (tree_forward_q's arguments); None when the call needs the dispatcher.
+static pybind11::object tree_forward_q_direct(pybind11::handle x_, pybind11::handle X_, pybind11::handle Y_,
+                                              pybind11::handle sX_, pybind11::handle sY_, pybind11::handle b_,
+                                              int64_t n_trees, int64_t act) {
+  for (auto h : {x_, X_, Y_, sX_, sY_, b_})
+    if (!(h.is_none() || plain_tensor(h))) return pybind11::none();
+  if (x_.is_none() || X_.is_none() || Y_.is_none()) return pybind11::none();
+  const auto opt = [](pybind11::handle h) {
+    return h.is_none() ? std::nullopt : std::optional<at::Tensor>(THPVariable_Unpack(h.ptr()));
+  };
+  const at::Tensor& x = THPVariable_Unpack(x_.ptr());
+  const at::Tensor& X = THPVariable_Unpack(X_.ptr());
+  const at::Tensor& Y = THPVariable_Unpack(Y_.ptr());
+  const auto sX = opt(sX_), sY = opt(sY_), b = opt(b_);
+  if (!direct_ok(x, X, Y, b)) return pybind11::none();
+  if (forward_work(x, X, Y, n_trees) < (int64_t(1) << 20)) return pybind11::cast(tree_forward_q_cpu(x, X, Y, sX, sY, b, n_trees, act));
+  at::Tensor y;
+  {
+    pybind11::gil_scoped_release no_gil;
+    y = tree_forward_q_cpu(x, X, Y, sX, sY, b, n_trees, act);
+  }
+  return pybind11::cast(std::move(y));
+}
+
 }  // namespace fff_nb
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tree_forward_direct", &fff_nb::tree_forward_direct,
         "the CPU kernel of fff_nb::tree_forward without the dispatcher, or None if the call needs the dispatcher");
+  m.def("tree_forward_q_direct", &fff_nb::tree_forward_q_direct,
+        "the CPU kernel of fff_nb::tree_forward_q without the dispatcher, or None if the call needs the dispatcher");
   m.def("splits_tree", &fff_nb::splits_tree, pybind11::arg("B"), pybind11::arg("x_row_bytes"), pybind11::arg("levels"),
         pybind11::arg("threads"),
         "whether a forward of B tokens through trees of `levels` levels on `threads` threads gives each thread subtrees "

@@ -28,12 +28,18 @@
 namespace fff_nb {
 
 // The validated arguments of a tree op, as raw pointers (X, Y, b in storage type S).
+// A compressed tree (tree_forward_q: rows stored as int8 or bf16, tokens float32) also has: the float32 scales of its
+// int8 rows (sX, sY: one per row when qb == 0, else one per block of qb = kQB values of a row, row-major) and its
+// float32 bias bf (b stays null: an int8 bias would lose what the int8 rows keep).
 template <typename S> struct TreeArgs {
   const S *X, *Y, *b;
   int64_t nIn, nOut, N, K;  // row widths, nodes per tree, trees
   int L;                    // levels
   int64_t act;
+  const float *sX = nullptr, *sY = nullptr, *bf = nullptr;
+  int64_t qb = 0;
 };
+constexpr int kQB = 32;  // values per scale of block-quantised int8 rows (llama.cpp's Q8_0)
 
 template <typename A> struct LeafArgs {  // a leaf FFF (see leaf_forward in fff_cpu_impl.h)
   const A *W, *c, *w1, *b1, *w2, *b2;    // routers (N, I) and their biases; leaves' w1 (L, l, I), b1, w2 (L, l, O), b2
@@ -48,10 +54,11 @@ inline bool splits_tree(int64_t B, int64_t x_row_bytes, int L, int nth) {
 }
 
 // The kernels of one instruction set (defined in fff_cpu_impl.h; instantiated in fff_cpu_isa.h for S = float, double,
-// Half, BFloat16 with A their accumulation type, and leaf_forward for S = A = float, double).
+// Half, BFloat16 with A their accumulation type and tokens XT = S; the forward also for the compressed rows S = int8_t,
+// BFloat16 with float tokens XT; and leaf_forward for S = A = float, double).
 #define FFF_DECLARE_KERNELS(isa)                                                                                     \
   namespace isa {                                                                                                    \
-  template <typename S, typename A> void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B);                 \
+  template <typename S, typename A, typename XT> void forward(const TreeArgs<S>& T, const XT* x, XT* y, int64_t B);  \
   template <typename S, typename A>                                                                                  \
   void backward(const TreeArgs<S>& T, const S* g, const S* x, S* dx, S* dX, S* dY, S* db, int64_t B);                \
   template <typename S, typename A> void leaf_forward(const LeafArgs<A>& T, const A* x, A* y, int64_t B);            \

@@ -3,7 +3,9 @@
 // Included by fff_cpu_isa.h once per instruction set, after simd.h, inside that instruction set's namespace.
 // S is the storage type of X, Y, b (float, double, Half, BFloat16); A the accumulation type (float or double). The
 // token rows (x, y, grad_y, dx) and the gradients dX, dY, db are S too; sums are in A. Rows stored as S != A are
-// converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as).
+// converted in registers as they are loaded and stored (simd.h's vload_as, vstore_as). A compressed tree's forward
+// (tree_forward_q) has rows S = int8_t (with scales) or BFloat16 and float tokens XT: the same walk and accumulation,
+// the int8 rows' scales applied to each dot product and coefficient (per row) or per block (dots_q, combine_q).
 // No include guard on purpose.
 
 constexpr int kTile = 8;  // tokens walked together: 8 interleaved dot products hide the latency of each row's loads
@@ -23,6 +25,7 @@ template <typename S, typename A> struct Scratch {
   std::vector<int64_t> Rs, nodes, perms, tmps, offs;  // forward_split's, shared by its threads
   std::vector<A> Zs;
   std::vector<const S*> P;  // row pointers
+  std::vector<const float*> SP;  // their block scales (int8 rows with qb > 0)
 };
 template <typename S, typename A> Scratch<S, A>& scratch() {
   static thread_local Scratch<S, A> s;
@@ -58,10 +61,19 @@ FFF_INLINE void walk(const TreeArgs<S>& T, int64_t k, int l0, int l1, const XT* 
     const S* rp[NT];
     A lam[NT];
     for (int t = 0; t < NT; ++t) rp[t] = T.X + (k * T.N + node[t]) * T.nIn;
-    dots<A, NT>(xs, rp, T.nIn, lam);
+    if constexpr (std::is_same_v<S, int8_t>) {  // scaled int8 rows: per block inside the dot product, or per row after it
+      if (T.qb) {
+        const float* sp[NT];
+        for (int t = 0; t < NT; ++t) sp[t] = T.sX + (k * T.N + node[t]) * ((T.nIn + kQB - 1) / kQB);
+        dots_q<A, NT, kQB>(xs, rp, sp, T.nIn, lam);
+      } else {
+        dots<A, NT>(xs, rp, T.nIn, lam);
+        for (int t = 0; t < NT; ++t) lam[t] *= T.sX[k * T.N + node[t]];
+      }
+    } else dots<A, NT>(xs, rp, T.nIn, lam);
     for (int t = 0; t < NT; ++t) {
       const int64_t r = k * T.N + node[t];
-      const A zz = lam[t] + (T.b ? static_cast<A>(T.b[r]) : A(0));
+      const A zz = lam[t] + (T.b ? static_cast<A>(T.b[r]) : T.bf ? static_cast<A>(T.bf[r]) : A(0));
       rows[t][k * T.L + l] = r;
       z[t][k * T.L + l] = zz;
       node[t] = fff::child(node[t], zz);
@@ -194,16 +206,36 @@ void route(const TreeArgs<S>& T, const XT* x, int64_t M, int64_t* R, A* Z, Scrat
 
 // out[t] = sum_i c[t][i] * W[rows[t][i]] for the NT tokens of a tile (W: n-wide rows of storage type S); `stream`:
 // write out with non-temporal stores (out rows aligned). `by_token`: one token's rows at a time instead of the whole
-// tile's per column block, for rows that come from DRAM (see `forward`).
+// tile's per column block, for rows that come from DRAM (see `forward`). `sq`: the block scales of int8 rows W
+// (ceil(n / kQB) per row), or null (rows with one scale have it in c already).
 template <typename S, typename A, int NT, typename O>
 FFF_INLINE void combine_rows(const S* W, int64_t n, O* const* out, const int64_t* const* rows, const A* const* c,
-                             int64_t KL, Scratch<S, A>& s, bool stream = false, bool by_token = false) {
+                             int64_t KL, Scratch<S, A>& s, bool stream = false, bool by_token = false,
+                             const float* sq = nullptr) {
   const S** P = grow(s.P, NT * KL);
   const S* const* rp[NT];
   for (int t = 0; t < NT; ++t) {
     for (int64_t i = 0; i < KL; ++i) P[t * KL + i] = W + rows[t][i] * n;
     rp[t] = P + t * KL;
   }
+  if constexpr (std::is_same_v<S, int8_t>)
+    if (sq) {
+      const int64_t nb = (n + kQB - 1) / kQB;
+      const float** SP = grow(s.SP, NT * KL);
+      const float* const* sp[NT];
+      for (int t = 0; t < NT; ++t) {
+        for (int64_t i = 0; i < KL; ++i) SP[t * KL + i] = sq + rows[t][i] * nb;
+        sp[t] = SP + t * KL;
+      }
+      if (by_token)
+        for (int t = 0; t < NT; ++t) {
+          if (stream) combine_q<A, 1, kQB, true>(out + t, rp + t, sp + t, c + t, KL, n);
+          else combine_q<A, 1, kQB>(out + t, rp + t, sp + t, c + t, KL, n);
+        }
+      else if (stream) combine_q<A, NT, kQB, true>(out, rp, sp, c, KL, n);
+      else combine_q<A, NT, kQB>(out, rp, sp, c, KL, n);
+      return;
+    }
   if (by_token)
     for (int t = 0; t < NT; ++t) {
       if (stream) combine<A, 1, true>(out + t, rp + t, c + t, KL, n);
@@ -216,10 +248,10 @@ FFF_INLINE void combine_rows(const S* W, int64_t n, O* const* out, const int64_t
 // How a forward writes y and reads rows, for M tokens per thread.
 struct ForwardPlan {
   bool stream, by_token, from_dram;
-  template <typename S> ForwardPlan(const TreeArgs<S>& T, int64_t M) {
+  template <typename S> ForwardPlan(const TreeArgs<S>& T, int64_t M, int64_t out_size = sizeof(S)) {  // (y's element)
     // an output bigger than L2 will not be read from cache anyway: stream it past the caches, so that it does not
     // evict the tree's rows (+7-9% at B >= 512)
-    stream = M * T.nOut * (int64_t)sizeof(S) >= (int64_t(1) << 20) && (T.nOut * sizeof(S)) % FFF_VBYTES == 0;
+    stream = M * T.nOut * out_size >= (int64_t(1) << 20) && (T.nOut * out_size) % FFF_VBYTES == 0;
     // Rows that come from DRAM (wide ones, or far more row bytes per call than L3 holds) are accumulated one token
     // at a time: a tile's 8 x 12 rows read a column block each in turn are ~100 interleaved streams, too many for
     // the hardware prefetcher; one token's 12 are not (+7-12% at UltraFastBERT's B=4096, +9-14% at widths 8192 and
@@ -235,10 +267,10 @@ struct ForwardPlan {
 };
 
 // The end of a forward for routed tokens: their coefficients act(z), then their rows of y. Tokens are indices into
-// y (from y0), R and Z (KL per token).
-template <typename S, typename A> struct Finish {
+// y (from y0, of element type O), R and Z (KL per token).
+template <typename S, typename A, typename O = S> struct Finish {
   const TreeArgs<S>& T;
-  S* y0;
+  O* y0;
   const int64_t* R;
   const A* Z;
   Scratch<S, A>& s;
@@ -248,16 +280,20 @@ template <typename S, typename A> struct Finish {
     A* cb = grow(s.buf, kTile * KL);  // a tile's coefficients act(z), side by side for the vectorised act
     for_tiles<kTile>(n, [&](auto ntc, int64_t i) {
       constexpr int nt = decltype(ntc)::value;
-      S* out[nt];
+      O* out[nt];
       const int64_t* rows[nt];
       const A* c[nt];
       for (int t = 0; t < nt; ++t) {
         const int64_t tk = tok[i + t];
         out[t] = y0 + tk * T.nOut, rows[t] = R + tk * KL, c[t] = Z + tk * KL;
       }
-      if (T.act != fff::kIdentity) {
+      const bool row_scales = T.sY && !T.qb;  // int8 rows of Y with one scale each: the scale joins the coefficient
+      if (T.act != fff::kIdentity || row_scales) {
         for (int t = 0; t < nt; ++t) std::copy(c[t], c[t] + KL, cb + t * KL), c[t] = cb + t * KL;
         act_fwd_n<A>(T.act, cb, nt * KL);
+        if (row_scales)
+          for (int t = 0; t < nt; ++t)
+            for (int64_t j = 0; j < KL; ++j) cb[t * KL + j] *= T.sY[rows[t][j]];
       }
       if (plan.from_dram)  // the next tile's rows of Y, each (token, level) row that its left neighbour does not share
         for (int64_t t = i + nt; t < std::min<int64_t>(n, i + nt + kTile); ++t)
@@ -267,7 +303,7 @@ template <typename S, typename A> struct Finish {
             const char* p = reinterpret_cast<const char*>(T.Y + r * T.nOut);
             for (int64_t q = 0; q < row_bytes; q += 64) __builtin_prefetch(p + q, 0, 2);
           }
-      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, plan.stream, plan.by_token);
+      combine_rows<S, A, nt>(T.Y, T.nOut, out, rows, c, KL, s, plan.stream, plan.by_token, T.qb ? T.sY : nullptr);
     });
   }
 };
@@ -285,21 +321,22 @@ template <typename S, typename A> struct Finish {
 // rows, and the extra stage, the serial sort and x fetched from the other core's cache cost more than the rows saved
 // (-2 to -6% at B=8192). In the range, +1 to +11% at B=2048 to 6144 on 2 threads.
 // y is the same, bit for bit, as on one thread: each token's sums are the same, whichever thread makes them.
-template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const S* x, S* y, int64_t B, int nth) {
-  if (!splits_tree(B, T.nIn * (int64_t)sizeof(S), T.L, nth)) return false;
+template <typename S, typename A, typename XT>
+bool forward_split(const TreeArgs<S>& T, const XT* x, XT* y, int64_t B, int nth) {
+  if (!splits_tree(B, T.nIn * (int64_t)sizeof(XT), T.L, nth)) return false;
   const int64_t KL = T.K * T.L;
   Scratch<S, A>& s0 = scratch<S, A>();  // the calling thread's; its Router below uses s0's other vectors
   int64_t *R = grow(s0.Rs, B * KL), *node = grow(s0.nodes, B), *perm = grow(s0.perms, B), *tmp = grow(s0.tmps, B);
   A* Z = grow(s0.Zs, B * KL);
-  Router<S, A, kTile, S> r0(T, x, B, R, Z, node, perm, tmp, s0);
+  Router<S, A, kTile, XT> r0(T, x, B, R, Z, node, perm, tmp, s0);
   const int si = 1, ls = r0.bounds[si];  // split at the first stage boundary (level 3, or Ts < 3; L > ls as L >= 2)
   const int64_t parts = int64_t(1) << ls;
   int64_t* off = grow(s0.offs, parts + 1);
-  const ForwardPlan plan(T, B / nth);
+  const ForwardPlan plan(T, B / nth, sizeof(XT));
   for (int64_t k = 0; k < T.K; ++k) {
     for (int64_t i = 0; i < B; ++i) node[i] = 0, perm[i] = i;
     at::parallel_for(0, B, token_grain(ls * T.nIn), [&](int64_t b0, int64_t b1) {
-      Router<S, A, kTile, S> r(T, x, B, R, Z, node, perm, tmp, scratch<S, A>());
+      Router<S, A, kTile, XT> r(T, x, B, R, Z, node, perm, tmp, scratch<S, A>());
       r.k = k;
       r.walk_tiles(0, ls, perm + b0, b1 - b0, false);
     });
@@ -307,9 +344,9 @@ template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const
     r0.sort_by_node(0, 0, ls, perm, B, off);
     at::parallel_for(0, nth, 1, [&](int64_t t0, int64_t t1) {
       Scratch<S, A>& s = scratch<S, A>();
-      Router<S, A, kTile, S> r(T, x, B, R, Z, node, perm, tmp, s);
+      Router<S, A, kTile, XT> r(T, x, B, R, Z, node, perm, tmp, s);
       r.k = k, r.from_dram = plan.from_dram;
-      const Finish<S, A> finish{T, y, R, Z, s, plan};
+      const Finish<S, A, XT> finish{T, y, R, Z, s, plan};
       const int64_t lo = t0 * B / nth, hi = t1 * B / nth;  // this thread's share of the sorted tokens
       for (int64_t j = 0; j < parts; ++j) {  // the subtrees with tokens in it (one with more is shared with a neighbour)
         const int64_t a = std::max(lo, off[j]), n = std::min(hi, off[j + 1]) - a;
@@ -325,17 +362,17 @@ template <typename S, typename A> bool forward_split(const TreeArgs<S>& T, const
   return true;
 }
 
-template <typename S, typename A>
-void forward(const TreeArgs<S>& T, const S* x, S* y, int64_t B) {
+template <typename S, typename A, typename XT>
+void forward(const TreeArgs<S>& T, const XT* x, XT* y, int64_t B) {
   const int nth = at::get_num_threads();
-  if (nth > 1 && !at::in_parallel_region() && forward_split<S, A>(T, x, y, B, nth)) return;
+  if (nth > 1 && !at::in_parallel_region() && forward_split<S, A, XT>(T, x, y, B, nth)) return;
   const int64_t KL = T.K * T.L;
   at::parallel_for(0, B, token_grain(KL * (T.nIn + T.nOut)), [&](int64_t b0, int64_t b1) {
     Scratch<S, A>& s = scratch<S, A>();
     const int64_t M = b1 - b0;
     int64_t* R = grow(s.R, M * KL);
     A* Z = grow(s.Z, M * KL);
-    const Finish<S, A> finish{T, y + b0 * T.nOut, R, Z, s, ForwardPlan(T, M)};
+    const Finish<S, A, XT> finish{T, y + b0 * T.nOut, R, Z, s, ForwardPlan(T, M, sizeof(XT))};
     if (M < 2 * kTile) route<S, A, kTile / 2>(T, x + b0 * T.nIn, M, R, Z, s, finish);  // few tokens: 4 per tile is faster
     else route<S, A>(T, x + b0 * T.nIn, M, R, Z, s, finish, finish.plan.from_dram);
 #ifdef FFF_X86

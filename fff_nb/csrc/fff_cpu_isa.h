@@ -8,13 +8,15 @@ namespace FFF_ISA {
 #include "fff_cpu_impl.h"
 
 #define FFF_INSTANTIATE(S, A)                                                                                  \
-  template void forward<S, A>(const TreeArgs<S>&, const S*, S*, int64_t);                                      \
+  template void forward<S, A, S>(const TreeArgs<S>&, const S*, S*, int64_t);                                   \
   template void backward<S, A>(const TreeArgs<S>&, const S*, const S*, S*, S*, S*, S*, int64_t);
 FFF_INSTANTIATE(float, float)
 FFF_INSTANTIATE(double, double)
 FFF_INSTANTIATE(c10::Half, float)
 FFF_INSTANTIATE(c10::BFloat16, float)
 #undef FFF_INSTANTIATE
+template void forward<int8_t, float, float>(const TreeArgs<int8_t>&, const float*, float*, int64_t);  // compressed rows
+template void forward<c10::BFloat16, float, float>(const TreeArgs<c10::BFloat16>&, const float*, float*, int64_t);
 template void leaf_forward<float, float>(const LeafArgs<float>&, const float*, float*, int64_t);
 template void leaf_forward<double, double>(const LeafArgs<double>&, const double*, double*, int64_t);
 }  // namespace FFF_ISA

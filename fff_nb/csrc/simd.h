@@ -38,15 +38,39 @@ FFF_INLINE U32 bf16_round(V<float> v) {
 }
 FFF_INLINE U32 bf16_pack(V<float> even, V<float> odd) { return (bf16_round(even) >> 16) | (bf16_round(odd) & 0xFFFF0000u); }
 
+// int8 rows (a compressed tree's, tree_forward_q): W values widened to W floats in registers (vpmovsxbd + vcvtdq2ps on
+// x86), a quarter of the bytes of float rows; their scales are applied outside the inner loops (per row) or once per
+// block of QB values (dots_q, combine_q).
+
 // W values of storage type S at p as a vector of A; to_acc: one value (loop tails).
 template <typename A, typename S> FFF_INLINE A to_acc(S v) { return static_cast<A>(v); }
 template <typename A, typename S> FFF_INLINE V<A> vload_as(const S* p) {
   if constexpr (std::is_same_v<S, A>) return vload(p);
-  else {
+  else if constexpr (std::is_same_v<S, int8_t>) {  // (GCC's __builtin_convertvector of int8 does it value by value)
+    static_assert(std::is_same_v<A, float>, "int8 rows, accumulated in float");
+#if defined(FFF_X86) && FFF_VBYTES == 64
+    return reinterpret_cast<V<float>>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
+#elif defined(FFF_X86) && FFF_VBYTES == 32
+    return reinterpret_cast<V<float>>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+#else
+    static_assert(Vec<float>::W == 4, "the portable widening reads 4 int8 values");
+    typedef int32_t I4 __attribute__((vector_size(16)));
+    int32_t w;
+    std::memcpy(&w, p, 4);
+    const I4 v = ((I4{} + w) << I4{24, 16, 8, 0}) >> 24;  // each lane's byte, sign-extended (little-endian)
+    return __builtin_convertvector(v, V<float>);
+#endif
+  } else {
     static_assert(std::is_same_v<A, float> && sizeof(S) == 2, "fp16 and bf16 rows, accumulated in float");
     const H h = *reinterpret_cast<const H*>(p);
     if constexpr (std::is_same_v<S, c10::BFloat16>) {  // a bf16 is the top half of a float's bits
+#if defined(FFF_X86) && FFF_VBYTES == 64  // (one vpmovzxwd; GCC widens the two halves apart and joins them)
+      return reinterpret_cast<V<float>>(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(h)), 16));
+#elif defined(FFF_X86) && FFF_VBYTES == 32
+      return reinterpret_cast<V<float>>(_mm256_slli_epi32(_mm256_cvtepu16_epi32(reinterpret_cast<__m128i>(h)), 16));
+#else
       return reinterpret_cast<V<float>>(__builtin_convertvector(h, U32) << 16);
+#endif
     } else {
 #if defined(FFF_X86) && FFF_VBYTES == 64
       return reinterpret_cast<V<float>>(_mm512_cvtph_ps(reinterpret_cast<__m256i>(h)));
@@ -210,6 +234,69 @@ FFF_INLINE void combine(O* const* out, const S* const* const* rows, const A* con
     for (int t = 0; t < NT; ++t) {
       A s = 0;
       for (int64_t i = 0; i < nr; ++i) s += c[t][i] * to_acc<A>(rows[t][i][j]);
+      out[t][j] = static_cast<O>(s);
+    }
+}
+
+// dots for int8 rows v with one scale per block of QB values (s[t][b] for values [b QB, (b + 1) QB) of v[t]):
+// out[t] = sum_b s[t][b] <u[t], v[t]> over block b. Each block's partial sum is a vector, scaled by one multiply-add.
+template <typename A, int NT, int QB, typename SU>
+FFF_INLINE void dots_q(const SU* const* u, const int8_t* const* v, const float* const* s, int64_t n, A* out) {
+  constexpr int W = Vec<A>::W, NV = QB / W;  // vectors per block (2, 4 or 8 for QB = 32)
+  static_assert(QB % (2 * W) == 0, "a block is an even number of vectors");
+  V<A> a[NT];
+  for (int t = 0; t < NT; ++t) a[t] = V<A>{};
+  int64_t j = 0;
+  for (; j + QB <= n; j += QB)
+    for (int t = 0; t < NT; ++t) {
+      V<A> p0{}, p1{};
+      for (int q = 0; q < NV; q += 2) {
+        p0 += vload_as<A>(u[t] + j + q * W) * vload_as<A>(v[t] + j + q * W);
+        p1 += vload_as<A>(u[t] + j + (q + 1) * W) * vload_as<A>(v[t] + j + (q + 1) * W);
+      }
+      a[t] += s[t][j / QB] * (p0 + p1);
+    }
+  for (int t = 0; t < NT; ++t) {
+    A r = hsum<A>(a[t]), p = 0;
+    for (int64_t k = j; k < n; ++k) p += to_acc<A>(u[t][k]) * to_acc<A>(v[t][k]);  // the last, partial block
+    out[t] = j < n ? r + s[t][j / QB] * p : r;
+  }
+}
+
+// combine for int8 rows with one scale per block of QB values (scales[t][i]: row rows[t][i]'s): the coefficient of a
+// row times its block's scale, a scalar per block and row, multiplies the block's vectors.
+template <typename A, int NT, int QB, bool STREAM = false, typename O>
+FFF_INLINE void combine_q(O* const* out, const int8_t* const* const* rows, const float* const* const* scales,
+                          const A* const* c, int64_t nr, int64_t n) {
+  constexpr int W = Vec<A>::W, U = 8, NB = U * W / QB;  // blocks per column block
+  static_assert((U * W) % QB == 0 && QB % W == 0, "a column block is whole blocks, a block whole vectors");
+  int64_t j = 0;
+  for (; j + U * W <= n; j += U * W)
+    for (int t = 0; t < NT; ++t) {
+      V<A> acc[U];
+      for (int u = 0; u < U; ++u) acc[u] = V<A>{};
+      for (int64_t i = 0; i < nr; ++i) {
+        const int8_t* r = rows[t][i] + j;
+        const float* sc = scales[t][i] + j / QB;
+        A cs[NB];
+        for (int q = 0; q < NB; ++q) cs[q] = c[t][i] * sc[q];
+        for (int u = 0; u < U; ++u) acc[u] += cs[u * W / QB] * vload_as<A>(r + u * W);
+      }
+      for (int u = 0; u < U; ++u) {
+        if constexpr (STREAM) vstore_nt_as<A>(out[t] + j + u * W, acc[u]);
+        else vstore_as<A>(out[t] + j + u * W, acc[u]);
+      }
+    }
+  for (; j + W <= n; j += W)  // (W divides QB: a vector lies in one block)
+    for (int t = 0; t < NT; ++t) {
+      V<A> acc = V<A>{};
+      for (int64_t i = 0; i < nr; ++i) acc += (c[t][i] * scales[t][i][j / QB]) * vload_as<A>(rows[t][i] + j);
+      vstore_as<A>(out[t] + j, acc);
+    }
+  for (; j < n; ++j)
+    for (int t = 0; t < NT; ++t) {
+      A s = 0;
+      for (int64_t i = 0; i < nr; ++i) s += c[t][i] * scales[t][i][j / QB] * to_acc<A>(rows[t][i][j]);
       out[t][j] = static_cast<O>(s);
     }
 }
