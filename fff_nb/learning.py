@@ -444,7 +444,7 @@ class Recipe:
 
 RECIPES = {'base': Recipe(), 'lr3': Recipe(lr_factor=3.), 'lr10': Recipe(lr_factor=10.), 'long': Recipe(epochs_factor=3.),
            'distill': Recipe(distill=0.5)}
-RECOMMENDED: dict[str, str] = {'FFF': 'long', 'UltraFFF': 'long', 'dense': 'long', 'LeafFFF': 'lr3'}   # the best recipe of each family in the MNIST-10k and digits ablation below
+RECOMMENDED: dict[str, str] = {'FFF': 'long', 'UltraFFF': 'long', 'forest': 'long', 'flat': 'long', 'dense': 'long', 'LeafFFF': 'lr3'}   # the best recipe of each family in the MNIST-10k and digits ablation below
 
 # %% ../nbs/09b_learning.ipynb
 def get_recipe(name:str, family:str|None=None) -> Recipe:
