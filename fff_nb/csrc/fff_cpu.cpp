@@ -131,15 +131,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tree_backward_cpu(
 // None. Returns the levels per tree.
 static int check_tree_q(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& sX,
                         const std::optional<at::Tensor>& sY, const std::optional<at::Tensor>& b, int64_t n_trees, int64_t act) {
-  TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, nIn), got shape ", x.sizes());
-  TORCH_CHECK_VALUE(X.dim() == 2 && Y.dim() == 2, "`X` and `Y` must be 2-D, got shapes ", X.sizes(), " and ", Y.sizes());
-  TORCH_CHECK_VALUE(x.size(1) == X.size(1), "`x` must have shape (..., nIn) with nIn=", X.size(1), ", got shape ", x.sizes());
-  TORCH_CHECK_VALUE(Y.size(0) == X.size(0), "`X` and `Y` must have the same number of rows, got ", X.size(0), " and ", Y.size(0));
-  TORCH_CHECK_VALUE(n_trees >= 1 && n_trees < (int64_t(1) << 31), "`n_trees` must be a positive int, got ", n_trees);
-  TORCH_CHECK_VALUE(X.size(0) % n_trees == 0, "`X` has ", X.size(0), " rows, not a multiple of `n_trees`=", n_trees);
-  const int L = fff::tree_levels(X.size(0) / n_trees);
-  TORCH_CHECK_VALUE(L > 0, "a complete tree has 2**depth - 1 nodes, got ", X.size(0) / n_trees, " rows per tree");
-  TORCH_CHECK_VALUE(act == fff::kIdentity || act == fff::kGelu, "`act` must be 0 (identity) or 1 (gelu), got ", act);
+  const int L = fff_nb::check_tree_shapes(x, X, Y, n_trees, act);
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "`x` must be float32, got ", x.scalar_type());
   const auto dt = X.scalar_type();
   TORCH_CHECK_TYPE((dt == at::kChar || dt == at::kBFloat16) && Y.scalar_type() == dt,

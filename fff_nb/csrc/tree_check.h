@@ -9,9 +9,8 @@
 
 namespace fff_nb {
 
-// Shapes, sizes, dtypes and `act` of a tree-op call; returns the number of levels per tree.
-inline int check_tree_args(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
-                           int64_t n_trees, int64_t act) {
+// Shapes, sizes and `act` of a tree-op call (any storage of X, Y); returns the number of levels per tree.
+inline int check_tree_shapes(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, int64_t n_trees, int64_t act) {
   TORCH_CHECK_VALUE(x.dim() == 2, "`x` must be 2-D (B, nIn), got shape ", x.sizes());
   TORCH_CHECK_VALUE(X.dim() == 2 && Y.dim() == 2, "`X` and `Y` must be 2-D, got shapes ", X.sizes(), " and ", Y.sizes());
   TORCH_CHECK_VALUE(x.size(1) == X.size(1), "`x` must have shape (..., nIn) with nIn=", X.size(1), ", got shape ", x.sizes());
@@ -21,6 +20,13 @@ inline int check_tree_args(const at::Tensor& x, const at::Tensor& X, const at::T
   const int L = fff::tree_levels(X.size(0) / n_trees);
   TORCH_CHECK_VALUE(L > 0, "a complete tree has 2**depth - 1 nodes, got ", X.size(0) / n_trees, " rows per tree");
   TORCH_CHECK_VALUE(act == fff::kIdentity || act == fff::kGelu, "`act` must be 0 (identity) or 1 (gelu), got ", act);
+  return L;
+}
+
+// Shapes, sizes, dtypes and `act` of a tree-op call; returns the number of levels per tree.
+inline int check_tree_args(const at::Tensor& x, const at::Tensor& X, const at::Tensor& Y, const std::optional<at::Tensor>& b,
+                           int64_t n_trees, int64_t act) {
+  const int L = check_tree_shapes(x, X, Y, n_trees, act);
   TORCH_CHECK_TYPE(x.is_floating_point(), "`x` must be a floating-point tensor, got ", x.scalar_type());
   TORCH_CHECK_TYPE(X.scalar_type() == x.scalar_type() && Y.scalar_type() == x.scalar_type(),
                    "`x`, `X` and `Y` must have the same dtype, got ", x.scalar_type(), ", ", X.scalar_type(), ", ", Y.scalar_type());
