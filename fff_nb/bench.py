@@ -4,24 +4,25 @@
 
 # %% ../nbs/08_bench.ipynb 1
 from __future__ import annotations
-import os, time
+import os, time, json
 from typing import Callable
 import torch
 from torch import nn, Tensor
 from fastcore.script import call_parse, Param
-from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk, tree_torch
+from .core import FFF, BACKENDS, load_backend, resolve_backend, huge_empty, walk, tree_torch, tree_depth
 from .timing import *   # the timing method (00a_timing); re-exported, so `fff_nb.bench.interleaved_times` etc. still work
 from .testing import near_ties, assert_close_but_ties, rand_tree
 from .ultrafastbert import UltraFFF, DenseFF, Encoder
 from .leaf import LeafFFF, leaf_to_fastfeedforward
-from .compress import CompressedTree, compress_tree, check_compressed
+from .compress import CompressedTree, compress_tree, check_compressed, dequantize_rows
 
 # %% auto 0
-__all__ = ['COMPRESSED_KINDS', 'BACKEND_NOTES', 'MALLOC_NOTES', 'fff_backends', 'TreeFF', 'to_onednn', 'compressed_contenders',
-           'ufb_contenders', 'linear_contenders', 'check_agreement', 'result_rows', 'time_contenders', 'compare_layers',
-           'compare_ufb', 'format_table', 'memory_table', 'memory_isolated', 'plot_speedup', 'visited_bytes',
-           'gpu_contenders', 'bench_gpu', 'encoder_contenders', 'compare_encoders', 'leaf_eval_loop', 'leaf_cost',
-           'contender_notes', 'format_legend', 'format_verdict', 'format_report', 'main']
+__all__ = ['COMPRESSED_KINDS', 'BACKEND_NOTES', 'MALLOC_NOTES', 'TRAFFIC_LEGEND', 'fff_backends', 'TreeFF', 'to_onednn',
+           'compressed_contenders', 'ufb_contenders', 'linear_contenders', 'check_agreement', 'result_rows',
+           'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table', 'memory_isolated',
+           'plot_speedup', 'visited_bytes', 'node_bytes', 'visited_nodes', 'row_traffic', 'gpu_contenders', 'bench_gpu',
+           'encoder_contenders', 'compare_encoders', 'leaf_eval_loop', 'leaf_cost', 'contender_notes', 'format_legend',
+           'format_verdict', 'format_traffic', 'format_report', 'main']
 
 # %% ../nbs/08_bench.ipynb
 def fff_backends(device='cpu') -> list[str]:
@@ -134,8 +135,8 @@ def result_rows(stats:dict[str, dict], B:int, **info) -> list[dict]:
 
 # %% ../nbs/08_bench.ipynb
 def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mode:str='forward', min_time:float=0.3,
-                    info:dict|None=None, db=None, progress:bool=True, dtype=torch.float32) -> list[dict]:
-    "Time `mods` side by side at each batch size; rows of results (speedup vs the first contender), optionally recorded."
+                    info:dict|None=None, db=None, progress:bool=True, dtype=torch.float32, bandwidth:dict|None=None) -> list[dict]:
+    "Time `mods` side by side at each batch size; rows of results (speedup vs the first contender), optionally recorded; `bandwidth` (`memory_bandwidths`): stored with the rows, with the tree contenders' `row_traffic` and the load average."
     env, run_id = env_info('cpu', dtype), f"{time.time():.0f}-{os.getpid()}"
     rows, it = [], batches
     if progress:
@@ -144,29 +145,44 @@ def time_contenders(mods:dict[str, nn.Module], nIn:int, batches=(1, 64, 512), mo
     for B in it:
         x = torch.randn(B, nIn, dtype=dtype)
         if 'FFF torch' in mods: check_agreement(mods, x)
+        traffic = {n: row_traffic(m, x) for n, m in mods.items() if _tree_parts(m)} if bandwidth and mode == 'forward' else {}
         fns = {n: _step_fn(m, x, mode) for n, m in mods.items()}
         with torch.set_grad_enabled(mode != 'forward'):
             stats = {n: summarize(t) for n, t in interleaved_times(fns, min_time=min_time).items()}
-        rows += result_rows(stats, B, **{**dict(run_id=run_id, bench='layer', nIn=nIn, mode=mode, extra=dict(malloc=malloc_mode()), **env),
-                                          **(info or {})})
+        new = result_rows(stats, B, **{**dict(run_id=run_id, bench='layer', nIn=nIn, mode=mode, extra=dict(malloc=malloc_mode()), **env),
+                                       **(info or {})})
+        if bandwidth:  # (the load average: how busy the machine was while these were timed)
+            load = [round(l, 2) for l in os.getloadavg()] if hasattr(os, 'getloadavg') else None
+            for r in new: r['extra'] = {**r['extra'], 'read_bw': dict(bandwidth), 'loadavg': load,
+                                        **({'row_bytes': traffic[r['impl']]} if r['impl'] in traffic else {})}
+        rows += new
     if db is not None: record_results(rows, db)
     return rows
 
 # %% ../nbs/08_bench.ipynb
+def _bandwidth(bandwidth:bool|dict, threads:int) -> dict|None:
+    "The read bandwidths a comparison stores: measured now on `threads` threads (`memory_bandwidths`) if `bandwidth` is True, else `bandwidth` itself (name: bytes/s) or None."
+    if bandwidth is True: return memory_bandwidths(threads)
+    if bandwidth is False or bandwidth is None: return None
+    if not isinstance(bandwidth, dict) or not bandwidth: raise ValueError(f"`bandwidth` must be a bool or a dict of bytes/s by memory level, got {bandwidth!r}")
+    return bandwidth
+
 def compare_layers(nIn:int=768, nOut:int=768, depth:int|None=12, batches=(1, 64, 512), threads:int=1, backends=None,
-                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True, compressed=()) -> list[dict]:
-    "`FFF(nIn, nOut, depth)` on every backend (and its `compressed` kinds) against `nn.Linear(nIn, nOut)`, side by side."
+                   dtype=torch.float32, min_time:float=0.3, mode:str='forward', db=None, progress=True, compressed=(), bandwidth:bool|dict=False) -> list[dict]:
+    "`FFF(nIn, nOut, depth)` on every backend (and its `compressed` kinds) against `nn.Linear(nIn, nOut)`, side by side; `bandwidth`: read bandwidths to store with the rows (True: measured now)."
     torch.set_num_threads(threads)
+    bw = _bandwidth(bandwidth, threads)
     mods = linear_contenders(nIn, nOut, depth, backends, dtype=dtype, mode=mode, compressed=compressed)
     depth = mods[next(n for n in mods if n.startswith('FFF'))].depth
-    return time_contenders(mods, nIn, batches, mode, min_time, dict(bench='linear', nOut=nOut, depth=depth), db, progress, dtype)
+    return time_contenders(mods, nIn, batches, mode, min_time, dict(bench='linear', nOut=nOut, depth=depth), db, progress, dtype, bw)
 
 def compare_ufb(width:int=768, levels:int=12, batches=(1, 64, 512), threads:int=1, backends=None, min_time:float=0.3,
-                mode:str='forward', compile:bool=False, db=None, progress=True, compressed=()) -> list[dict]:
-    "The UltraFastBERT tree on every backend (and its `compressed` kinds) against BERT's dense FF (eager, oneDNN, compiled) and equal-FLOPs dense."
+                mode:str='forward', compile:bool=False, db=None, progress=True, compressed=(), bandwidth:bool|dict=False) -> list[dict]:
+    "The UltraFastBERT tree on every backend (and its `compressed` kinds) against BERT's dense FF (eager, oneDNN, compiled) and equal-FLOPs dense; `bandwidth`: as `compare_layers`."
     torch.set_num_threads(threads)
+    bw = _bandwidth(bandwidth, threads)
     mods = ufb_contenders(width, levels, backends, compile=compile, mode=mode, compressed=compressed)
-    return time_contenders(mods, width, batches, mode, min_time, dict(bench='ufb', nOut=width, depth=levels), db, progress)
+    return time_contenders(mods, width, batches, mode, min_time, dict(bench='ufb', nOut=width, depth=levels), db, progress, bandwidth=bw)
 
 # %% ../nbs/08_bench.ipynb
 def format_table(rows:list[dict], head:bool=True) -> str:
@@ -236,6 +252,42 @@ def visited_bytes(x:torch.Tensor, X:torch.Tensor, Y:torch.Tensor, b:torch.Tensor
     "Bytes of tree rows a batch `x` must read at least once: distinct visited nodes × (a row of `X` + a row of `Y`)."
     rows, _ = walk(x, X, b, n_trees)
     return rows.unique().numel() * (X.shape[1] * X.element_size() + Y.shape[1] * Y.element_size())
+
+# %% ../nbs/08_bench.ipynb
+def _tree_parts(m:nn.Module) -> tuple|None:
+    "`(X, Y, b, n_trees, module)` of a tree contender (an `FFF`, `UltraFFF`, `CompressedTree`, or a torch.compile of one), else None."
+    m = getattr(m, '_orig_mod', m)
+    X, Y = getattr(m, 'X', None), getattr(m, 'Y', None)
+    if not isinstance(X, Tensor) or not isinstance(Y, Tensor): return None
+    return X, Y, getattr(m, 'b', None), getattr(m, 'n_trees', None) or getattr(m, 'parallel_size', None) or 1, m
+
+def node_bytes(m:nn.Module) -> int:
+    "Bytes a tree contender `m` stores per node, all read by a token that visits it: its rows of `X` and `Y`, int8 scales `sX`, `sY` and bias `b` where it has them."
+    X, Y, b, _, m = _tree_parts(m)
+    ts = (X, Y, b, getattr(m, 'sX', None), getattr(m, 'sY', None))
+    return sum(t.numel() * t.element_size() for t in ts if isinstance(t, Tensor)) // X.shape[0]
+
+def visited_nodes(m:nn.Module, x:Tensor) -> int:
+    "Distinct nodes the batch `x` (B, nIn) visits in the tree contender `m`, routed by `m`'s own rows (a compressed tree's, dequantised per visited row)."
+    X, _, b, K, m = _tree_parts(m)
+    X, x = X.detach(), x.detach().float()
+    if isinstance(m, CompressedTree) and m.row_dtype == 'int8': rows_at = lambda r: dequantize_rows(X[r], m.sX[r])
+    else: rows_at = lambda r: X[r].float()
+    n = X.shape[0] // K
+    node, seen = torch.zeros(x.shape[0], K, dtype=torch.long, device=X.device), []
+    for _ in range(tree_depth(n)):
+        r = torch.arange(K, device=X.device) * n + node         # (B, K) rows visited at this level
+        lam = torch.linalg.vecdot(rows_at(r.flatten()).view(*r.shape, -1), x[:, None])
+        if b is not None: lam = lam + b.detach().float()[r]
+        seen.append(r.flatten()); node = 2 * node + 1 + (lam > 0).long()   # as `walk`: 0 and NaN go left
+    return torch.cat(seen).unique().numel()
+
+def row_traffic(m:nn.Module, x:Tensor) -> dict:
+    "Bytes of tree rows one call of the tree contender `m` on `x` moves: `visited` (each distinct visited node once) and `per_token` (no sharing), with `node_bytes`, `nodes` and `xy` (x read, y written, in `x`'s dtype)."
+    X, Y, _, K, _ = _tree_parts(m)
+    nb, nodes, B = node_bytes(m), visited_nodes(m, x), x.shape[0]
+    return dict(node_bytes=nb, nodes=nodes, visited=nodes * nb, per_token=B * K * tree_depth(X.shape[0] // K) * nb,
+                xy=B * (X.shape[1] + Y.shape[1]) * x.element_size())
 
 # %% ../nbs/08_bench.ipynb
 def gpu_contenders(nIn:int, nOut:int, levels:int, n_trees:int=1, bias:bool=False, act:str='identity',
@@ -436,8 +488,50 @@ def format_verdict(rows:list[dict]) -> str:
                          f"the next, {nxt['impl']}{tie(best, nxt)}")
     return '\n'.join(lines)
 
+def _extra(r:dict) -> dict:
+    "The `extra` of a result row, as a dict (a row read back from SQLite holds it as JSON text)."
+    ex = r.get('extra') or {}
+    return json.loads(ex) if isinstance(ex, str) else ex
+
+def _fmt_bytes(n): return f"{n / 2**20:.2f}MiB" if n >= 2**20 else f"{n / 2**10:.1f}KiB"
+
+TRAFFIC_LEGEND = """\
+visited rows = distinct nodes the batch visits x bytes per node (rows of X and Y in their dtype, int8 scales, bias):
+  each row read once, the least a call must move; per-token rows = batch x depth (x trees) x bytes per node: each
+  token reads its own rows, nothing shared, the most a call asks of the memory (x read, y written come on top of both)
+GB/s = those bytes / median time per call; 'of L3', 'of DRAM' = that rate / the read bandwidth from a buffer in L3,
+  in DRAM: near 100%, the call is bound by moving rows from there (above 100%: a closer cache serves them); far
+  below, it is bound by instructions or the latency of its dependent loads, not by bandwidth"""
+
+def _pct(p): return f"{p:.0f}%" if p >= 9.95 else f"{p:.1f}%"
+
+def format_traffic(rows:list[dict], legend:bool=True) -> str:
+    "The tree rows the FFF contenders of `rows` move per call (`row_traffic`), as GB/s and as fractions of the read bandwidths stored with them; '' for rows without them (older runs, `mode='train'`)."
+    fff = [(r, _extra(r)) for r in rows if 'row_bytes' in _extra(r) and _extra(r).get('read_bw')]
+    if not fff: return ''
+    fff.sort(key=lambda p: p[0]['batch'])
+    r0, ex0 = fff[0]
+    bw, th = ex0['read_bw'], f"{r0['threads']} thread{'s' * (r0['threads'] != 1)}"
+    size = lambda k: f" ({BANDWIDTH_BUFFERS[k] / 2**20:g} MiB buffer)" if k in BANDWIDTH_BUFFERS else ''
+    loads = {r['batch']: ex['loadavg'][0] for r, ex in fff if ex.get('loadavg')}
+    head = [f"tree rows moved per call by the FFF contenders, {th}",
+            f"read bandwidth (torch.sum on {th}, measured before the timing): " + ', '.join(f"{k}{size(k)} {v / 1e9:.3g} GB/s" for k, v in bw.items())]
+    if loads: head.append(f"load average (1 min; {os.cpu_count()} CPUs) after timing each batch: " + ', '.join(f"B={b} {l:.2f}" for b, l in loads.items()))
+    if legend: head += TRAFFIC_LEGEND.splitlines()
+    levels = [k for k in ('L3', 'DRAM') if k in bw]
+    w = max(len(r['impl']) for r, _ in fff) + 2
+    cols = lambda kind: f"{kind + ' rows':>16}{'GB/s':>8}" + ''.join(f"{'of ' + k:>9}" for k in levels)
+    lines = head + ['', 'impl'.ljust(w) + f"{'B':>6}{'bytes/node':>12}{'nodes':>8}" + cols('visited') + cols('per-token')]
+    for r, ex in fff:
+        t, cells = ex['row_bytes'], ''
+        for kind in ('visited', 'per_token'):
+            rate = t[kind] / r['median_s']
+            cells += f"{_fmt_bytes(t[kind]):>16}{rate / 1e9:>8.1f}" + ''.join(f"{_pct(100 * rate / bw[k]):>9}" for k in levels)
+        lines.append(r['impl'].ljust(w) + f"{r['batch']:>6}{t['node_bytes']:>12}{t['nodes']:>8}" + cells)
+    return '\n'.join(lines)
+
 def format_report(rows:list[dict], legend:bool=True) -> str:
-    "`fff_bench`'s report of one run: what is compared, under which conditions, how to read it, the table, the verdict."
+    "`fff_bench`'s report of one run: what is compared, under which conditions, how to read it, the table, the verdict (and `format_traffic`, where the rows carry it)."
     r0 = rows[0]
     if r0['bench'] == 'ufb':
         title = (f"ufb = UltraFastBERT's feedforward: its FFF tree ({r0['nIn']} -> {r0['nOut']}, {r0['depth']} levels) "
@@ -448,9 +542,9 @@ def format_report(rows:list[dict], legend:bool=True) -> str:
     cond = ' | '.join([mode, r0['dtype'], r0['device'], th, f"torch {r0['torch']}"] +
                       [m for m in [(r0.get('extra') or {}).get('malloc')] if m])
     parts = [title, cond] + ([format_legend(rows)] if legend else []) + ['', format_table(rows, head=False)]
-    verdict = format_verdict(rows)
+    verdict, traffic = format_verdict(rows), format_traffic(rows, legend)
     return '\n'.join(parts) + (f"\nverdict (the fastest FFF backend against the others, by median time):\n"
-                               + '\n'.join('  ' + l for l in verdict.splitlines()) if verdict else '')
+                               + '\n'.join('  ' + l for l in verdict.splitlines()) if verdict else '') + ('\n\n' + traffic if traffic else '')
 
 # %% ../nbs/08_bench.ipynb
 @call_parse
@@ -467,13 +561,16 @@ def main(suite:str='ufb',         # 'ufb' (UltraFastBERT's tree vs BERT's dense 
          min_time:float=0.3,      # seconds of samples per implementation and batch
          db:str='',               # SQLite file to append results to
          glibc_defaults:bool=False, # keep glibc's allocator thresholds (by default freed memory is kept for reuse: see 08)
+         bandwidth:bool=False,    # measure read bandwidths (L2, L3, DRAM) and show the FFF's bytes/s of tree rows against them (on with int8, int8-block, bfloat16-rows)
          ):
     "Benchmark FFF side by side with dense layers; print what is compared, a table of medians, tokens/s and speedups, and which contender wins."
     if suite not in ('ufb', 'linear'): raise ValueError(f"`suite` must be 'ufb' or 'linear', got {suite!r}")
     if not glibc_defaults: keep_freed_memory()
     bs, be = tuple(int(b) for b in batch.split(',')), [b for b in backends.split(',') if b] or None
     comp, dtype = ((dtype,), 'float32') if dtype in COMPRESSED_KINDS else ((), dtype)
+    bandwidth = bandwidth or bool(comp)
     for k, th in enumerate(int(t) for t in threads.split(',')):
-        if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None, compressed=comp)
-        else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None, compressed=comp)
+        if suite == 'ufb': rows = compare_ufb(nIn, depth, bs, th, be, min_time, mode, compile, db or None, compressed=comp, bandwidth=bandwidth)
+        else: rows = compare_layers(nIn, nOut, depth, bs, th, be, getattr(torch, dtype), min_time, mode, db or None, compressed=comp,
+                                   bandwidth=bandwidth)
         print(format_report(rows, legend=k == 0)); print()   # (the contenders and the cells are explained once)

@@ -9,9 +9,10 @@ from typing import Callable
 import torch
 
 # %% auto 0
-__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'calibrate', 'interleaved_times', 'summarize', 'interleaved_medians',
-           'cpu_name', 'env_info', 'keep_freed_memory', 'release_freed_memory', 'malloc_mode', 'record_results',
-           'load_results', 'peak_memory', 'read_bandwidth', 'page_faults', 'gpu_times']
+__all__ = ['KEEP_FREED_MEMORY', 'RESULT_COLUMNS', 'BANDWIDTH_BUFFERS', 'calibrate', 'interleaved_times', 'summarize',
+           'interleaved_medians', 'cpu_name', 'env_info', 'keep_freed_memory', 'release_freed_memory', 'malloc_mode',
+           'record_results', 'load_results', 'peak_memory', 'read_bandwidth', 'memory_bandwidths', 'page_faults',
+           'gpu_times']
 
 # %% ../nbs/00a_timing.ipynb
 def calibrate(fn:Callable, target_s:float=0.005, max_calls:int=100_000) -> int:
@@ -140,13 +141,40 @@ def peak_memory(fn:Callable, *args, repeats:int=3, **kwargs) -> tuple[object, in
     return res, best
 
 # %% ../nbs/00a_timing.ipynb
-def read_bandwidth(nbytes:int=2**28, repeats:int=5) -> float:
-    "Bytes per second a `torch.sum` reads from an `nbytes` float32 tensor (median of `repeats`), at the current thread count."
-    a = torch.ones(nbytes // 4); a.sum()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); a.sum(); ts.append(time.perf_counter() - t0)
-    return nbytes / statistics.median(ts)
+BANDWIDTH_BUFFERS = {'L2': 2**19, 'L3': 2**24, 'DRAM': 2**29}  # bytes of a buffer that sits in each level (L2 1 MiB/core, L3 32 MiB)
+
+def _check_int(name:str, v, lo:int) -> int:
+    "`v` if it is an int >= `lo`, else a `ValueError` naming `name`."
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"`{name}` must be an int >= {lo}, got {v!r}")
+    return v
+
+def read_bandwidth(nbytes:int=2**28,       # bytes of the float32 buffer (rounded down to a multiple of 4)
+                   threads:int|None=None,  # torch threads that read it (None: the current count; restored after)
+                   repeats:int=5,          # timed samples; their median is returned
+                   target_s:float=0.002    # seconds per sample: a small buffer is read many times per sample
+                  ) -> float:
+    "Bytes per second at which `torch.sum` reads an `nbytes` float32 buffer again and again: median of `repeats` samples after a warm-up."
+    _check_int('nbytes', nbytes, 4); _check_int('repeats', repeats, 1)
+    if threads is not None: _check_int('threads', threads, 1)
+    if isinstance(target_s, bool) or not isinstance(target_s, (int, float)) or not 0 < target_s < float('inf'):
+        raise ValueError(f"`target_s` must be a positive finite number of seconds, got {target_s!r}")
+    n0, a, fn = torch.get_num_threads(), None, None
+    try:
+        if threads is not None: torch.set_num_threads(threads)
+        a = torch.ones(nbytes // 4); fn = a.sum
+        k, ts = calibrate(fn, target_s), []       # (its first calls are the warm-up)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(k): fn()
+            ts.append((time.perf_counter() - t0) / k)
+    finally:
+        torch.set_num_threads(n0); a = fn = None   # (`fn`, bound to `a`, holds it too)
+        release_freed_memory()                     # a process that keeps freed memory would keep the buffer
+    return 4 * (nbytes // 4) / statistics.median(ts)
+
+def memory_bandwidths(threads:int|None=None, buffers:dict[str, int]=BANDWIDTH_BUFFERS, repeats:int=9) -> dict[str, float]:
+    "`read_bandwidth` of each of `buffers` (name: bytes; by default L2-, L3- and DRAM-sized) on `threads` threads: name -> bytes/s."
+    return {k: read_bandwidth(n, threads, repeats) for k, n in buffers.items()}
 
 # %% ../nbs/00a_timing.ipynb
 def page_faults(fn:Callable, calls:int=20, warmup:int=3) -> tuple[float, float]:

@@ -312,3 +312,11 @@ def layer_flops(hidden:int=768, heads:int=12, seq:int=128, intermed:int=3072, de
     return dict(attention=count(lay.attn, x), dense_ff=count(DenseFF(hidden, intermed), x),
                 masked_fff=count(lambda x: lay.ffn.masked_forward(x[0]), x),
                 tree_fff=2 * parallel_size * (depth + 1) * (hidden + hidden))
+
+# %% ../nbs/05_ultrafastbert.ipynb
+from .compress import compress_tree
+
+@patch
+def compress(self:UltraFFF, dtype:str='int8', scales:str='row'):
+    "An inference-only `CompressedTree` (`02b_compress`) of this layer, its rows stored as `dtype` ('int8' or 'bfloat16'; int8 `scales` per 'row' or 'block'); bias and GELU as here (an `act` the kernels have)."
+    return compress_tree(self, dtype, scales)

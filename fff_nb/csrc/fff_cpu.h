@@ -7,6 +7,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #if defined(__x86_64__)
@@ -38,6 +40,12 @@ template <typename S> struct TreeArgs {
   int64_t act;
   const float *sX = nullptr, *sY = nullptr, *bf = nullptr;
   int64_t qb = 0;
+  // int8 rows with row scales, x86: room for the tokens as int16 (fff_cpu_impl.h's int16_tokens), nq values per token
+  // (a whole number of kXQ-value chunks; the rest of a row is read from x as floats), and their scales xqs (-1: a
+  // token with an inf or NaN, walked in float). Null: the float tokens are used.
+  int16_t* xq = nullptr;
+  float* xqs = nullptr;
+  int64_t nq = 0;
 };
 constexpr int kQB = 32;  // values per scale of block-quantised int8 rows (llama.cpp's Q8_0)
 

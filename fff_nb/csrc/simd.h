@@ -301,6 +301,99 @@ FFF_INLINE void combine_q(O* const* out, const int8_t* const* const* rows, const
     }
 }
 
+// int8 rows times int16 tokens (a compressed tree's walk with row scales, x86): integer multiply-adds instead of
+// widening each int8 value to a float. A vector of 2W int8 values, read as 2W/2 16-bit lanes, holds an even-indexed
+// value in the low byte of each lane and the next one in the high byte: two shifts and one shift give both as int16,
+// sign-extended, without a shuffle. The token's chunk of kXQ = 2W values is stored with its evens first, then its
+// odds (quantize_x16), so that pmaddwd (AVX-512BW/AVX2) multiplies matching pairs and adds them into 32-bit lanes.
+// Every product and sum is an exact integer: AVX-512 and AVX2 give the same dot products.
+#if defined(FFF_X86) && FFF_VBYTES >= 32
+#define FFF_XQ 1
+constexpr int64_t kXQ = FFF_VBYTES;       // int8 values per chunk (one vector)
+constexpr int64_t kXQGroup = 128;         // chunks summed in 32-bit lanes before converting to float: each chunk adds
+                                          // at most 2 * 2 * 32767 * 127 < 2^24 to a lane, so 128 stay below 2^31
+#if FFF_VBYTES == 64
+typedef __m512i VI;
+FFF_INLINE VI vi_load(const void* p) { return _mm512_loadu_si512(p); }
+FFF_INLINE VI vi_madd(VI acc, VI a, VI b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
+FFF_INLINE VI vi_even(VI w) { return _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8); }
+FFF_INLINE VI vi_odd(VI w) { return _mm512_srai_epi16(w, 8); }
+FFF_INLINE V<float> vi_float(VI a) { return reinterpret_cast<V<float>>(_mm512_cvtepi32_ps(a)); }
+FFF_INLINE VI vi_zero() { return _mm512_setzero_si512(); }
+#else
+typedef __m256i VI;
+FFF_INLINE VI vi_load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+FFF_INLINE VI vi_madd(VI acc, VI a, VI b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+FFF_INLINE VI vi_even(VI w) { return _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8); }
+FFF_INLINE VI vi_odd(VI w) { return _mm256_srai_epi16(w, 8); }
+FFF_INLINE V<float> vi_float(VI a) { return reinterpret_cast<V<float>>(_mm256_cvtepi32_ps(a)); }
+FFF_INLINE VI vi_zero() { return _mm256_setzero_si256(); }
+#endif
+
+// q[0, nq) = x[0, nq) as int16 steps of s = max |x[0, n)| / 32767 (returned), rounded to nearest, each kXQ chunk
+// evens first; nq = n rounded down to whole chunks. Returns -1 (q untouched) if x has an inf or NaN.
+FFF_INLINE float quantize_x16(const float* x, int64_t n, int64_t nq, int16_t* q) {
+  // max |x| on the bits: without the sign bit, a float's bits order as its values do, and inf and NaN are the largest
+  U32 mb{};
+  int64_t j = 0;
+  for (; j + Vec<float>::W <= n; j += Vec<float>::W) {
+    const U32 a = reinterpret_cast<U32>(vload(x + j)) & 0x7FFFFFFFu;
+    mb = a > mb ? a : mb;
+  }
+  uint32_t mu = 0;
+  for (int i = 0; i < Vec<float>::W; ++i) mu = std::max(mu, mb[i]);
+  for (; j < n; ++j) {
+    uint32_t a;
+    std::memcpy(&a, x + j, 4);
+    mu = std::max(mu, a & 0x7FFFFFFFu);
+  }
+  if (mu >= 0x7F800000u) return -1.f;
+  float m;
+  std::memcpy(&m, &mu, 4);
+  const float s = m / 32767.f, inv = m > 0 ? 32767.f / m : 0.f;
+  typedef int32_t I32 __attribute__((vector_size(FFF_VBYTES)));
+  typedef int16_t I16 __attribute__((vector_size(FFF_VBYTES / 2), aligned(2), may_alias));
+  const auto round16 = [&](V<float> v) {  // v * inv to the nearest int16 (even on ties): + 1.5 * 2^23 puts it in the low bits
+    const V<float> r = v * inv + 12582912.f;
+    return __builtin_convertvector(reinterpret_cast<I32>(r) - 0x4B400000, I16);
+  };
+  constexpr int W = Vec<float>::W;
+  for (int64_t c = 0; c < nq; c += kXQ)  // a chunk is 4 float vectors: evens and odds of each pair of them
+    for (int h = 0; h < 2; ++h) {
+      const V<float> a = vload(x + c + 2 * h * W), b = vload(x + c + (2 * h + 1) * W);
+#if FFF_VBYTES == 64
+      const V<float> e = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const V<float> o = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#else
+      const V<float> e = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+      const V<float> o = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+#endif
+      *reinterpret_cast<I16*>(q + c + h * W) = round16(e);
+      *reinterpret_cast<I16*>(q + c + kXQ / 2 + h * W) = round16(o);
+    }
+  return s;
+}
+
+// out[t] = sum_j q[t][j] v[t][j] over j in [0, nq) (nq a multiple of kXQ), as floats, for NT pairs.
+template <int NT> FFF_INLINE void dots_x16(const int16_t* const* q, const int8_t* const* v, int64_t nq, float* out) {
+  V<float> f[NT];
+  for (int t = 0; t < NT; ++t) f[t] = V<float>{};
+  for (int64_t g = 0; g < nq; g += kXQGroup * kXQ) {
+    const int64_t ge = std::min(nq, g + kXQGroup * kXQ);
+    VI a[NT];
+    for (int t = 0; t < NT; ++t) a[t] = vi_zero();
+    for (int64_t c = g; c < ge; c += kXQ)
+      for (int t = 0; t < NT; ++t) {
+        const VI w = vi_load(v[t] + c);
+        a[t] = vi_madd(a[t], vi_even(w), vi_load(q[t] + c));
+        a[t] = vi_madd(a[t], vi_odd(w), vi_load(q[t] + c + kXQ / 2));
+      }
+    for (int t = 0; t < NT; ++t) f[t] += vi_float(a[t]);
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum<float>(f[t]);
+}
+#endif
+
 // e^x for float vectors: Cephes' expf (x = n ln 2 + r, a degree-6 polynomial in r, times 2^n), x clamped to
 // [-87, 88] so that 2^n stays a normal float; NaN stays NaN.
 FFF_INLINE V<float> vexp(V<float> x) {
