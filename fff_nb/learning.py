@@ -19,10 +19,10 @@ from .timing import record_results, load_results, env_info
 # %% auto 0
 __all__ = ['TOKEN_FLOPS', 'WIDTHS', 'SIZE_KNOBS', 'SAME_AS', 'ARCHS', 'RECIPES', 'RECOMMENDED', 'SIZE_ABBREV', 'MARKERS',
            'count_params', 'LowRank', 'token_flops', 'count_flops', 'Family', 'knob_defaults', 'knob_grid', 'LeafLayer',
-           'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Pointwise', 'cnn', 'Contender',
-           'default_contenders', 'narrow_width', 'build_model', 'evaluate', 'soft_accuracy', 'train_model', 'Recipe',
-           'get_recipe', 'Result', 'Study', 'run_study', 'record_study', 'format_study', 'study_records',
-           'pareto_front', 'plot_curves', 'plot_tradeoff', 'write_json', 'main']
+           'register_variant_flops', 'find_families', 'Unreachable', 'Sized', 'size_layer', 'mlp', 'lenet', 'Pointwise',
+           'cnn', 'Contender', 'default_contenders', 'narrow_width', 'build_model', 'evaluate', 'soft_accuracy',
+           'model_aux_loss', 'train_model', 'Recipe', 'get_recipe', 'Result', 'Study', 'run_study', 'record_study',
+           'format_study', 'study_records', 'pareto_front', 'plot_curves', 'plot_tradeoff', 'write_json', 'main']
 
 # %% ../nbs/09b_learning.ipynb
 def count_params(m:nn.Module) -> int:
@@ -154,7 +154,7 @@ def _ufb_flops(m) -> int|None:
 SAME_AS = {'fff': 'the same layer as family FFF', 'recursive': 'the same function as FFF (only the execution order differs)',
            'ultra': 'the same layer as family UltraFFF'}
 
-def _register_variant_flops(fn):
+def register_variant_flops(fn):
     "Count a variant class with `fff_nb.variants.inference_flops` unless it (or a parent) already has a rule."
     if not inspect.isclass(fn) or any(t in TOKEN_FLOPS for t in fn.__mro__): return
     from fff_nb.variants import inference_flops
@@ -193,7 +193,7 @@ def find_families(backend:str='torch', hardening:float=0., leaf_anneal:bool=True
                                   'fff_nb.ultrafastbert', dict(parallel_size=1))
     for name, fn in (_try_import('fff_nb.variants', 'VARIANTS', skipped) or {}).items():
         if name in SAME_AS: skipped[f"fff_nb.variants.VARIANTS[{name!r}]"] = SAME_AS[name]; continue
-        _register_variant_flops(fn)
+        register_variant_flops(fn)
         make = partial(fn, backend=backend) if _accepts(fn, 'backend') else fn
         fams[name] = Family(name, make, lambda i, o, fn=fn: knob_grid(fn), 'fff_nb.variants', knob_defaults(fn))
     return fams, skipped
@@ -377,7 +377,7 @@ def soft_accuracy(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=1024) -> f
     return right / len(y)
 
 # %% ../nbs/09b_learning.ipynb
-def _aux_loss(model:nn.Module):
+def model_aux_loss(model:nn.Module):
     "Sum of the `aux_loss` (a tensor attribute, or a method returning one) of the modules of `model`; None if none."
     terms = []
     for m in model.modules():
@@ -422,7 +422,7 @@ def train_model(model:nn.Module, data:Data, epochs:int=10, batch_size:int=128, l
             out = model(data.x_train[idx]); loss = F.cross_entropy(out, data.y_train[idx])
             tl += loss.item() * len(idx); tr += (out.argmax(-1) == data.y_train[idx]).sum().item()
             if distill: loss = (1 - distill) * loss + distill * _distill_loss(out, soft_targets[idx], temperature)
-            if (aux := _aux_loss(model)) is not None: loss = loss + aux
+            if (aux := model_aux_loss(model)) is not None: loss = loss + aux
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         h['train_s'] += time.perf_counter() - t0
         h['train_loss'].append(tl / n); h['train_acc'].append(tr / n)

@@ -14,7 +14,7 @@ from .core import FFF, check_positive_int
 from .ultrafastbert import UltraFFF, DenseFF
 from .leaf import LeafFFF
 from .variants import VARIANTS
-from .learning import count_params, token_flops, count_flops, LowRank, LeafLayer, TOKEN_FLOPS, _aux_loss, _register_variant_flops
+from .learning import count_params, token_flops, count_flops, LowRank, LeafLayer, TOKEN_FLOPS, model_aux_loss, register_variant_flops
 from .timing import interleaved_times, summarize, env_info, record_results
 
 # %% auto 0
@@ -113,7 +113,7 @@ FF_BLOCKS = dict(
     MoE=lambda d, experts=256, k=8: VARIANTS['topk'](d, d, n_nodes=experts, k=k),
     hybrid=lambda d, hidden=32, depth=10, backend='cpp': HybridFF(d, hidden, depth, backend))
 
-for _t in (UltraFFF, VARIANTS['topk']): _register_variant_flops(_t)   # their FLOPs per token for `token_flops`
+for _t in (UltraFFF, VARIANTS['topk']): register_variant_flops(_t)   # their FLOPs per token for `token_flops`
 TOKEN_FLOPS.setdefault(nn.Embedding, lambda m: 0)   # a lookup, no arithmetic
 TOKEN_FLOPS.setdefault(nn.LayerNorm, lambda m: 0)   # not a matrix product: counted as `count_flops` counts (matmuls only)
 
@@ -248,7 +248,7 @@ def train_lm(model:ByteLM, corpus:Corpus, steps:int=300, batch:int=8, lr:float=3
     for step in bar:
         x, y = random_batch(corpus.train, batch, ctx, gen)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        aux = _aux_loss(model)
+        aux = model_aux_loss(model)
         opt.zero_grad(set_to_none=True)
         (loss if aux is None else loss + aux).backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
