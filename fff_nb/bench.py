@@ -18,7 +18,7 @@ from .compress import CompressedTree, compress_tree, check_compressed, dequantiz
 
 # %% auto 0
 __all__ = ['COMPRESSED_KINDS', 'BACKEND_NOTES', 'MALLOC_NOTES', 'TRAFFIC_LEGEND', 'fff_backends', 'TreeFF', 'to_onednn',
-           'compressed_contenders', 'ufb_contenders', 'linear_contenders', 'check_agreement', 'result_rows',
+           'compressed_trees', 'ufb_contenders', 'linear_contenders', 'check_agreement', 'result_rows',
            'time_contenders', 'compare_layers', 'compare_ufb', 'format_table', 'memory_table', 'memory_isolated',
            'plot_speedup', 'visited_bytes', 'node_bytes', 'visited_nodes', 'row_traffic', 'gpu_contenders', 'bench_gpu',
            'encoder_contenders', 'compare_encoders', 'leaf_eval_loop', 'leaf_cost', 'contender_notes', 'format_legend',
@@ -60,7 +60,7 @@ def to_onednn(m:nn.Module) -> nn.Module:
 # %% ../nbs/08_bench.ipynb
 COMPRESSED_KINDS = {'int8': ('int8', 'row'), 'int8-block': ('int8', 'block'), 'bfloat16-rows': ('bfloat16', 'row')}  # name: (dtype, scales)
 
-def compressed_contenders(ref:nn.Module, kinds=(), mode:str='forward') -> dict[str, nn.Module]:
+def compressed_trees(ref:nn.Module, kinds=(), mode:str='forward') -> dict[str, nn.Module]:
     "`FFF cpp <kind>`: the tree of `ref` (an FFF or UltraFFF) with its rows compressed (`02b_compress`), per kind of `COMPRESSED_KINDS`."
     if kinds and mode != 'forward': raise ValueError(f"compressed rows are inference-only: `mode` must be 'forward', got {mode!r}")
     for k in kinds:
@@ -82,7 +82,7 @@ def ufb_contenders(width:int=768, levels:int=12, backends=None, dense_hidden:int
     for b in backends or fff_backends():
         t = TreeFF(width, levels, backend=b); t.load_state_dict(ref.state_dict()); mods[f'FFF {b}'] = t
     if compile: mods['FFF torch, torch.compile'] = torch.compile(ref)
-    return {**mods, **compressed_contenders(ref, compressed, mode)}
+    return {**mods, **compressed_trees(ref, compressed, mode)}
 
 # %% ../nbs/08_bench.ipynb
 def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, onednn:bool=True, dtype=torch.float32,
@@ -99,7 +99,7 @@ def linear_contenders(nIn:int, nOut:int, depth:int|None=None, backends=None, one
             m.load_state_dict(ref.state_dict(), assign=True); m.node_visits = torch.zeros_like(ref.node_visits)
         else: m = FFF(nIn, nOut, depth, backend=b, dtype=dtype); m.load_state_dict(ref.state_dict())
         mods[f'FFF {b}'] = m
-    mods.update(compressed_contenders(ref, compressed, mode))
+    mods.update(compressed_trees(ref, compressed, mode))
     release_freed_memory()  # the reference's construction temporaries (see `release_freed_memory`)
     return mods
 

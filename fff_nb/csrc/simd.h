@@ -312,23 +312,19 @@ FFF_INLINE void combine_q(O* const* out, const int8_t* const* const* rows, const
 constexpr int64_t kXQ = FFF_VBYTES;       // int8 values per chunk (one vector)
 constexpr int64_t kXQGroup = 128;         // chunks summed in 32-bit lanes before converting to float: each chunk adds
                                           // at most 2 * 2 * 32767 * 127 < 2^24 to a lane, so 128 stay below 2^31
+typedef int16_t VI __attribute__((vector_size(FFF_VBYTES), aligned(1), may_alias));  // 16-bit lanes (loads unaligned)
+typedef int32_t VI32 __attribute__((vector_size(FFF_VBYTES)));
+FFF_INLINE VI vi_load(const void* p) { return *reinterpret_cast<const VI*>(p); }
+FFF_INLINE VI vi_even(VI w) { return (w << 8) >> 8; }  // the low byte of each lane, sign-extended (arithmetic shift)
+FFF_INLINE VI vi_odd(VI w) { return w >> 8; }          // the high byte
+// acc + the sums of adjacent products a[2i] b[2i] + a[2i+1] b[2i+1] in 32-bit lanes (pmaddwd: no vector-extension form)
+FFF_INLINE VI32 vi_madd(VI32 acc, VI a, VI b) {
 #if FFF_VBYTES == 64
-typedef __m512i VI;
-FFF_INLINE VI vi_load(const void* p) { return _mm512_loadu_si512(p); }
-FFF_INLINE VI vi_madd(VI acc, VI a, VI b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
-FFF_INLINE VI vi_even(VI w) { return _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8); }
-FFF_INLINE VI vi_odd(VI w) { return _mm512_srai_epi16(w, 8); }
-FFF_INLINE V<float> vi_float(VI a) { return reinterpret_cast<V<float>>(_mm512_cvtepi32_ps(a)); }
-FFF_INLINE VI vi_zero() { return _mm512_setzero_si512(); }
+  return acc + reinterpret_cast<VI32>(_mm512_madd_epi16(reinterpret_cast<__m512i>(a), reinterpret_cast<__m512i>(b)));
 #else
-typedef __m256i VI;
-FFF_INLINE VI vi_load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-FFF_INLINE VI vi_madd(VI acc, VI a, VI b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
-FFF_INLINE VI vi_even(VI w) { return _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8); }
-FFF_INLINE VI vi_odd(VI w) { return _mm256_srai_epi16(w, 8); }
-FFF_INLINE V<float> vi_float(VI a) { return reinterpret_cast<V<float>>(_mm256_cvtepi32_ps(a)); }
-FFF_INLINE VI vi_zero() { return _mm256_setzero_si256(); }
+  return acc + reinterpret_cast<VI32>(_mm256_madd_epi16(reinterpret_cast<__m256i>(a), reinterpret_cast<__m256i>(b)));
 #endif
+}
 
 // q[0, nq) = x[0, nq) as int16 steps of s = max |x[0, n)| / 32767 (returned), rounded to nearest, each kXQ chunk
 // evens first; nq = n rounded down to whole chunks. Returns -1 (q untouched) if x has an inf or NaN.
@@ -380,15 +376,15 @@ template <int NT> FFF_INLINE void dots_x16(const int16_t* const* q, const int8_t
   for (int t = 0; t < NT; ++t) f[t] = V<float>{};
   for (int64_t g = 0; g < nq; g += kXQGroup * kXQ) {
     const int64_t ge = std::min(nq, g + kXQGroup * kXQ);
-    VI a[NT];
-    for (int t = 0; t < NT; ++t) a[t] = vi_zero();
+    VI32 a[NT];
+    for (int t = 0; t < NT; ++t) a[t] = VI32{};
     for (int64_t c = g; c < ge; c += kXQ)
       for (int t = 0; t < NT; ++t) {
         const VI w = vi_load(v[t] + c);
         a[t] = vi_madd(a[t], vi_even(w), vi_load(q[t] + c));
         a[t] = vi_madd(a[t], vi_odd(w), vi_load(q[t] + c + kXQ / 2));
       }
-    for (int t = 0; t < NT; ++t) f[t] += vi_float(a[t]);
+    for (int t = 0; t < NT; ++t) f[t] += __builtin_convertvector(a[t], V<float>);
   }
   for (int t = 0; t < NT; ++t) out[t] = hsum<float>(f[t]);
 }
